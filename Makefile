@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# rust-kvm-apf: asynchronous page faults for KVM/arm64, in Rust.
+#
+#   make run     build, boot the KVM host (L1) under QEMU, boot a guest (L2)
+#                under KVM inside it, show both reached userspace
+#   make test    everything from a clean clone: deps, build, boot, tests
+#   make help    every target
+
+# Build output lives outside the clone, one folder per clone.
+CACHE ?= $(HOME)/.cache/rust-kvm-apf
+BUILD ?= $(CACHE)/$(notdir $(CURDIR))-$(shell printf %s '$(CURDIR)' | md5sum | cut -c1-8)
+export CACHE BUILD
+
+LLVM_BIN := /usr/lib/llvm-19/bin
+export PATH := $(LLVM_BIN):$(HOME)/.cargo/bin:$(PATH)
+JOBS ?= $(shell nproc)
+
+KBUILD := $(BUILD)/linux
+KMAKE = $(MAKE) -C linux ARCH=arm64 LLVM=1 O=$(KBUILD) \
+	RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library
+KSELFTEST := $(BUILD)/kselftest
+SELFTEST_MAKE = $(MAKE) -C linux/tools/testing/selftests/kvm ARCH=arm64 \
+	CROSS_COMPILE=aarch64-linux-gnu- LLVM= OUTPUT=$(KSELFTEST) \
+	KHDR_INCLUDES="-isystem $(KBUILD)/usr/include" \
+	EXTRA_CFLAGS=-static LDFLAGS=-static
+
+# The tests `make test` runs inside L1; `make test TESTS="..."` picks others.
+TESTS ?= $(shell awk '!/^\#/ && NF { print $$1 }' scripts/tests.list)
+
+.PHONY: help deps linux linux-reset patches check-series config kernel \
+	selftests rootfs test run shell clean
+
+help:
+	@echo 'make run          build what is needed, boot L1 and L2 in it'
+	@echo 'make shell        an interactive shell in L1 (run-l2 starts a guest)'
+	@echo 'make test         deps, build, boot L1, run the tests, report'
+	@echo 'make deps         install the pinned host tools (apt, cargo)'
+	@echo 'make linux        create linux/ from the pinned base + patches/'
+	@echo 'make patches      regenerate patches/ from linux/ and the source folders'
+	@echo 'make check-series fail if patches/ does not give the tree in linux/'
+	@echo 'make linux-reset  drop unexported work in linux/, re-apply patches/'
+	@echo 'make kernel       build the arm64 Image (L1 and L2) in $$(BUILD)'
+	@echo 'make selftests    build the arm64 KVM selftests, static'
+	@echo 'make rootfs       build the L1 and L2 initramfs'
+	@echo 'make clean        remove this clone'"'"'s build output ($(BUILD))'
+
+deps:
+	@scripts/deps.sh
+
+linux:
+	@scripts/series.sh tree
+
+linux-reset:
+	@scripts/series.sh reset
+
+patches:
+	@scripts/series.sh export
+
+check-series:
+	@scripts/series.sh check
+
+config: linux
+	@scripts/kconfig.sh "$(KBUILD)" scripts/kernel.config
+
+kernel: config
+	@echo "==> kernel: building Image in $(KBUILD)"
+	@+$(KMAKE) -s -j$(JOBS) Image
+	@echo "==> kernel: $(KBUILD)/arch/arm64/boot/Image"
+
+selftests: config
+	@echo "==> selftests: building arm64 KVM selftests (static) in $(KSELFTEST)"
+	@+$(KMAKE) -s headers_install
+	@+$(SELFTEST_MAKE) -s -j$(JOBS) >/dev/null
+
+rootfs: selftests
+	@scripts/rootfs.sh
+
+test: deps
+	@+$(MAKE) --no-print-directory kernel rootfs
+	@scripts/run-tests.sh $(TESTS)
+
+run: deps
+	@+$(MAKE) --no-print-directory kernel rootfs
+	@scripts/boot.sh run
+
+shell: deps
+	@+$(MAKE) --no-print-directory kernel rootfs
+	@scripts/boot.sh shell
+
+clean:
+	rm -rf "$(BUILD)"

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# boot.sh run                  boot L1, boot L2 inside it, show both reach
+#                              userspace, with stage-by-stage progress
+# boot.sh shell                an interactive L1 shell (run-l2 boots a guest)
+# boot.sh test LOG LIMIT T...  boot L1, run tests T... in it, console to LOG;
+#                              L1 is killed after LIMIT seconds
+#
+# L1 runs under QEMU TCG with emulated EL2 (virtualization=on), so KVM in
+# it runs L2 with hardware-assisted virtualization as QEMU emulates it.
+set -euo pipefail
+
+: "${BUILD:?}"
+image=$BUILD/linux/arch/arm64/boot/Image
+initrd=$BUILD/l1.cpio
+for f in "$image" "$initrd"; do
+	[ -f "$f" ] || { echo "boot: no $f: run 'make kernel rootfs'" >&2; exit 1; }
+done
+
+L1_CPUS=${L1_CPUS:-2}
+L1_MEM=${L1_MEM:-3G}
+
+qemu_l1() {
+	qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max \
+		-smp "$L1_CPUS" -m "$L1_MEM" -nographic -no-reboot -nic none \
+		-kernel "$image" -initrd "$initrd" -append "$1"
+}
+
+mode=${1:-}
+shift || true
+append="console=ttyAMA0 panic=-1"
+
+case "$mode" in
+test)
+	log=$1 limit=$2
+	shift 2
+	tests=$(IFS=,; echo "$*")
+	# An oops panics L1 at once: the tests after it are reported as not
+	# run instead of waiting for their timeouts.
+	export -f qemu_l1
+	export image initrd L1_CPUS L1_MEM
+	rc=0
+	timeout -k 10 "$limit" bash -c 'qemu_l1 "$0"' \
+		"$append oops=panic apf.mode=test apf.tests=$tests" \
+		</dev/null >"$log" 2>&1 || rc=$?
+	exit $rc
+	;;
+shell)
+	echo "==> booting L1 (QEMU TCG, emulated EL2); Ctrl-A X quits QEMU"
+	qemu_l1 "$append apf.mode=shell"
+	;;
+run)
+	mkdir -p "$BUILD/logs"
+	log=$BUILD/logs/run.log
+	start=$(date +%s)
+	echo "==> [1/5] booting L1: QEMU TCG, emulated EL2, $L1_CPUS CPUs, $L1_MEM"
+	rc=0
+	export -f qemu_l1
+	export image initrd L1_CPUS L1_MEM
+	timeout -k 10 "${RUN_LIMIT:-900}" bash -c 'qemu_l1 "$0"' \
+		"$append apf.mode=run" </dev/null 2>&1 | tee "$log" |
+		awk -v start="$start" '
+		function stage(s) { printf "==> [+%ds] %s\n", systime() - start, s; fflush() }
+		/Booting Linux on physical CPU/ { n++; if (n == 2) stage("[3/5] L2 kernel booting under KVM inside L1") }
+		/kvm \[1\]: .*mode initialized/ { stage("      L1: " substr($0, index($0, "kvm [1]"))) }
+		/@@L1 userspace reached/ { gsub(/@@/, ""); stage("[2/5] " $0) }
+		/kvm_arm64_apf: |kvm_apf_guest: / && !/dmesg/ { stage("      " (n >= 2 ? "L2" : "L1") ": " substr($0, index($0, "kvm_"))) }
+		/@@L2 userspace reached/ { gsub(/@@/, ""); stage("[4/5] " $0) }
+		' || rc=$?
+	if grep -q "@@L1 userspace reached" "$log" &&
+	   grep -q "@@L2 userspace reached" "$log" &&
+	   grep -q "@@APF-RUN-DONE rc=0@@" "$log"; then
+		echo "==> [5/5] done in $(($(date +%s) - start))s: L1 and L2 both reached userspace (console: $log)"
+		exit 0
+	fi
+	echo "==> FAILED: L1 and L2 did not both reach userspace (rc=$rc); console tail:" >&2
+	tail -n 40 "$log" >&2
+	exit 1
+	;;
+*)
+	echo "usage: boot.sh run|shell|test LOG LIMIT TEST..." >&2
+	exit 2
+	;;
+esac

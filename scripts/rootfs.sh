@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build the two initramfs images:
+#   l2.cpio.gz  the guest's: static busybox and scripts/l2-init
+#   l1.cpio     the host's: Debian's arm64 QEMU (to boot L2) with its
+#               libraries, busybox, the KVM selftests, the Image and
+#               l2.cpio.gz, and scripts/l1-init
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/versions.sh"
+: "${CACHE:?}" "${BUILD:?}"
+
+say() { echo "==> rootfs: $*"; }
+
+image=$BUILD/linux/arch/arm64/boot/Image
+[ -f "$image" ] || { echo "rootfs: no $image: run 'make kernel'" >&2; exit 1; }
+
+# Debian's arm64 userspace, fetched once per pinned version set.
+pkgs="qemu-system-arm=$L1_QEMU_VERSION,busybox-static=$L1_BUSYBOX_VERSION"
+key=$(printf %s "$pkgs" | md5sum | cut -c1-8)
+base=$CACHE/dl/l1-userspace-$key.tar
+if [ ! -f "$base" ]; then
+	say "fetching Debian arm64 userspace ($pkgs)"
+	mkdir -p "$CACHE/dl"
+	mmdebstrap --quiet --arch=arm64 --variant=extract --include="$pkgs" \
+		bookworm "$base.tmp"
+	mv "$base.tmp" "$base"
+fi
+
+# cpio_from DIR OUT: an initramfs archive of DIR, owned by root.
+cpio_from() {
+	(cd "$1" && find . -mindepth 1 | LC_ALL=C sort |
+		cpio --quiet -o -H newc -R 0:0) >"$2"
+}
+
+work=$BUILD/rootfs
+rm -rf "$work"
+mkdir -p "$work/l2" "$work/l1"
+
+say "L2 initramfs"
+tar -xf "$base" -C "$work/l2" ./bin/busybox
+mkdir -p "$work/l2"/{dev,proc,sys,tmp}
+install -m 755 "$top/scripts/l2-init" "$work/l2/init"
+cpio_from "$work/l2" /dev/stdout | gzip -1 >"$BUILD/l2.cpio.gz"
+
+say "L1 initramfs"
+tar -xf "$base" -C "$work/l1"
+mkdir -p "$work/l1"/{dev,proc,sys,tmp,run,boot,etc/apf}
+install -m 755 "$top/scripts/l1-init" "$work/l1/init"
+install -m 755 "$top/scripts/run-l2" "$work/l1/bin/run-l2"
+install -m 755 "$top/scripts/l2-boot-test" "$work/l1/bin/l2-boot-test"
+install -m 644 "$top/scripts/tests.list" "$work/l1/etc/apf/tests.list"
+cp "$image" "$work/l1/boot/Image"
+cp "$BUILD/l2.cpio.gz" "$work/l1/boot/l2.cpio.gz"
+mkdir -p "$work/l1/kselftest"
+(cd "$BUILD/kselftest" && find . -type f -perm -u+x -print0 |
+	cpio --quiet -0 -pdm "$work/l1/kselftest")
+cpio_from "$work/l1" "$BUILD/l1.cpio"
+rm -rf "$work"
+say "$BUILD/l1.cpio ($(du -m "$BUILD/l1.cpio" | cut -f1) MiB)"

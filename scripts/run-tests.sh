@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# run-tests.sh TEST...: check that patches/ is fresh, boot L1 once, run the
+# named tests of scripts/tests.list inside it, and report as TAP, ending
+# with one line "N passed, N failed, N skipped".  Exit status 1 on any
+# failure.  Each test has its own time limit inside L1, and L1 as a whole
+# is killed past the sum of them; a kernel BUG, WARNING, lockdep, KASAN,
+# kmemleak, hung-task or stall report on the console fails the run.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+: "${BUILD:?}"
+[ $# -gt 0 ] || { echo "run-tests: no tests named" >&2; exit 2; }
+
+stamp=$(date +%Y%m%d-%H%M%S)
+out=$BUILD/results/$stamp
+mkdir -p "$out"
+log=$out/console.log
+BOOT_LIMIT=${BOOT_LIMIT:-300}
+
+n=0 pass=0 fail=0 skip=0
+report() {	# report NAME ok|fail|skip [DETAIL]
+	n=$((n + 1))
+	case "$2" in
+	ok) pass=$((pass + 1)); echo "ok $n $1" ;;
+	skip) skip=$((skip + 1)); echo "ok $n $1 # SKIP ${3:-}" ;;
+	*) fail=$((fail + 1)); echo "not ok $n $1${3:+ # $3}" ;;
+	esac
+}
+
+limit_of() {
+	awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print 0 }' \
+		"$top/scripts/tests.list"
+}
+
+echo "TAP version 13"
+echo "1..$(($# + 3))"
+
+if "$top/scripts/series.sh" check >"$out/series.log" 2>&1; then
+	report series-fresh ok
+else
+	sed 's/^/# /' "$out/series.log"
+	report series-fresh fail "patches/ does not give the tree that was built"
+fi
+
+limit=$BOOT_LIMIT
+for t in "$@"; do
+	l=$(limit_of "$t")
+	[ "$l" -gt 0 ] || { echo "run-tests: no test named $t in tests.list" >&2; exit 2; }
+	limit=$((limit + l))
+done
+
+echo "# booting L1 with ${#} test(s), limit ${limit}s; console: $log"
+start=$(date +%s)
+"$top/scripts/boot.sh" test "$log" "$limit" "$@"
+qemu_rc=$?
+echo "# L1 ran for $(($(date +%s) - start))s (QEMU exit status $qemu_rc)"
+
+if grep -q '@@L1 userspace reached:.*/dev/kvm present@@' "$log"; then
+	report l1-boot ok
+else
+	report l1-boot fail "L1 did not reach userspace with /dev/kvm"
+fi
+
+for t in "$@"; do
+	f=$out/${t//\//_}.tap
+	awk -v b="@@APF-TEST-BEGIN $t@@" -v e="@@APF-TEST-END $t rc=" '
+		index($0, b) { on = 1; next }
+		on && index($0, e) { exit }
+		on { print }' "$log" | tr -d '\r' >"$f"
+	rc=$(grep -a -o "@@APF-TEST-END $t rc=[0-9]*@@" "$log" | head -1 |
+		sed 's/.*rc=\([0-9]*\)@@/\1/')
+	case "$rc" in
+	0) report "$t" ok ;;
+	4) report "$t" skip "$(grep -a -m1 -iE 'skip' "$f" | cut -c1-120)" ;;
+	"") report "$t" fail "did not finish: L1 died or was killed at its time limit"
+	    echo "# console tail:"; tail -n 30 "$log" | sed 's/^/#   /' ;;
+	137) report "$t" fail "killed at its time limit of $(limit_of "$t")s"
+	     tail -n 20 "$f" | sed 's/^/#   /' ;;
+	*) report "$t" fail "exit status $rc"
+	   tail -n 20 "$f" | sed 's/^/#   /' ;;
+	esac
+done
+
+# Kernel reports only: console lines carry a printk timestamp.
+splat='^\[ *[0-9]+\.[0-9]+\] (BUG:|WARNING:|Oops|Kernel panic|Unable to handle kernel|INFO: task .* blocked for more than|watchdog: BUG: soft lockup|rcu: INFO: .* detected stalls|kmemleak: .* new suspected memory leaks|UBSAN:|KASAN:)'
+if grep -a -E "$splat" "$log" >"$out/splats.txt"; then
+	report console-clean fail "kernel reports on the console"
+	head -n 20 "$out/splats.txt" | sed 's/^/#   /'
+else
+	report console-clean ok
+fi
+
+echo "# results: $out"
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
