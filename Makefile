@@ -22,6 +22,7 @@ KMAKE = $(MAKE) -C linux ARCH=arm64 LLVM=1 O=$(KBUILD) \
 KSELFTEST := $(BUILD)/kselftest
 SELFTEST_MAKE = $(MAKE) -C linux/tools/testing/selftests/kvm ARCH=arm64 \
 	CROSS_COMPILE=aarch64-linux-gnu- LLVM= OUTPUT=$(KSELFTEST) \
+	abs_objdir=$(KSELFTEST) \
 	KHDR_INCLUDES="-isystem $(KBUILD)/usr/include" \
 	EXTRA_CFLAGS=-static LDFLAGS=-static
 
@@ -71,6 +72,7 @@ kernel: config
 selftests: config
 	@echo "==> selftests: building arm64 KVM selftests (static) in $(KSELFTEST)"
 	@+$(KMAKE) -s headers_install
+	@mkdir -p $(KSELFTEST)/tools
 	@+$(SELFTEST_MAKE) -s -j$(JOBS) >/dev/null
 
 rootfs: selftests

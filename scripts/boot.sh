@@ -11,6 +11,7 @@
 # it runs L2 with hardware-assisted virtualization as QEMU emulates it.
 set -euo pipefail
 
+top=$(cd "$(dirname "$0")/.." && pwd)
 : "${BUILD:?}"
 image=$BUILD/linux/arch/arm64/boot/Image
 initrd=$BUILD/l1.cpio
@@ -27,23 +28,58 @@ qemu_l1() {
 		-kernel "$image" -initrd "$initrd" -append "$1"
 }
 
+# watchdog LOG PID: the limits inside L1 rely on L1 itself; this one does
+# not.  Kill PID when L1 has not reached userspace after BOOT_LIMIT
+# seconds, or when a test runs 60 s past its own limit in tests.list.
+watchdog() {
+	local log=$1 pid=$2 t0 now cur= since=0 lim
+	t0=$(date +%s)
+	while sleep 2; do
+		now=$(date +%s)
+		if ! grep -aq '@@L1 userspace reached' "$1"; then
+			[ $((now - t0)) -lt "${BOOT_LIMIT:-300}" ] && continue
+			echo "@@APF-WATCHDOG: L1 did not reach userspace in ${BOOT_LIMIT:-300}s@@" >>"$log"
+			kill "$pid"
+			return
+		fi
+		t=$(grep -ao '@@APF-TEST-\(BEGIN\|END\) [^ @]*' "$log" | tail -1)
+		case "$t" in
+		*BEGIN*) t=${t##* } ;;
+		*) cur=; continue ;;
+		esac
+		[ "$t" = "$cur" ] || { cur=$t since=$now; }
+		lim=$(awk -v n="$t" '$1 == n { print $2 }' "$top/scripts/tests.list")
+		if [ $((now - since)) -gt $((${lim:-0} + 60)) ]; then
+			echo "@@APF-WATCHDOG: $t ran past its limit of ${lim}s, L1 killed@@" >>"$log"
+			kill "$pid"
+			return
+		fi
+	done
+}
+
 mode=${1:-}
 shift || true
-append="console=ttyAMA0 panic=-1"
+append="console=ttyAMA0 panic=-1 kvm-arm.mode=nested hugepages=16"
 
 case "$mode" in
 test)
 	log=$1 limit=$2
 	shift 2
 	tests=$(IFS=,; echo "$*")
-	# An oops panics L1 at once: the tests after it are reported as not
-	# run instead of waiting for their timeouts.
 	export -f qemu_l1
 	export image initrd L1_CPUS L1_MEM
-	rc=0
+	# An oops panics L1 at once: the tests after it are reported as not
+	# run instead of waiting for their timeouts.
 	timeout -k 10 "$limit" bash -c 'qemu_l1 "$0"' \
 		"$append oops=panic apf.mode=test apf.tests=$tests" \
-		</dev/null >"$log" 2>&1 || rc=$?
+		</dev/null >"$log" 2>&1 &
+	qemu=$!
+	watchdog "$log" "$qemu" &
+	dog=$!
+	rc=0
+	wait $qemu || rc=$?
+	kill $dog 2>/dev/null
+	wait $dog 2>/dev/null || true
 	exit $rc
 	;;
 shell)
@@ -63,7 +99,7 @@ run)
 		awk -v start="$start" '
 		function stage(s) { printf "==> [+%ds] %s\n", systime() - start, s; fflush() }
 		/Booting Linux on physical CPU/ { n++; if (n == 2) stage("[3/5] L2 kernel booting under KVM inside L1") }
-		/kvm \[1\]: .*mode initialized/ { stage("      L1: " substr($0, index($0, "kvm [1]"))) }
+		/kvm \[1\]: .*mode initialized/ && !/dmesg/ { stage("      L1: " substr($0, index($0, "kvm [1]"))) }
 		/@@L1 userspace reached/ { gsub(/@@/, ""); stage("[2/5] " $0) }
 		/kvm_arm64_apf: |kvm_apf_guest: / && !/dmesg/ { stage("      " (n >= 2 ? "L2" : "L1") ": " substr($0, index($0, "kvm_"))) }
 		/@@L2 userspace reached/ { gsub(/@@/, ""); stage("[4/5] " $0) }

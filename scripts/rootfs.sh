@@ -24,9 +24,10 @@ base=$CACHE/dl/l1-userspace-$key.tar
 if [ ! -f "$base" ]; then
 	say "fetching Debian arm64 userspace ($pkgs)"
 	mkdir -p "$CACHE/dl"
+	# mmdebstrap picks the output format from the name: keep ".tar".
 	mmdebstrap --quiet --arch=arm64 --variant=extract --include="$pkgs" \
-		bookworm "$base.tmp"
-	mv "$base.tmp" "$base"
+		bookworm "${base%.tar}.part.tar"
+	mv "${base%.tar}.part.tar" "$base"
 fi
 
 # cpio_from DIR OUT: an initramfs archive of DIR, owned by root.

@@ -69,19 +69,27 @@ for t in "$@"; do
 		index($0, b) { on = 1; next }
 		on && index($0, e) { exit }
 		on { print }' "$log" | tr -d '\r' >"$f"
-	rc=$(grep -a -o "@@APF-TEST-END $t rc=[0-9]*@@" "$log" | head -1 |
-		sed 's/.*rc=\([0-9]*\)@@/\1/')
+	end=$(grep -a -o "@@APF-TEST-END $t rc=[0-9]* time=[0-9]*s@@" "$log" | head -1)
+	rc=$(echo "$end" | sed -n 's/.* rc=\([0-9]*\) .*/\1/p')
+	secs=$(echo "$end" | sed -n 's/.* time=\([0-9]*\)s@@/\1/p')
+	[ -z "$end" ] || echo "# $t: exit status $rc after ${secs}s"
 	case "$rc" in
 	0) report "$t" ok ;;
 	4) report "$t" skip "$(grep -a -m1 -iE 'skip' "$f" | cut -c1-120)" ;;
-	"") report "$t" fail "did not finish: L1 died or was killed at its time limit"
-	    echo "# console tail:"; tail -n 30 "$log" | sed 's/^/#   /' ;;
+	"") report "$t" fail "did not finish: L1 died or was killed"
+	    tail -n 10 "$f" | sed 's/^/#   /' ;;
 	137) report "$t" fail "killed at its time limit of $(limit_of "$t")s"
 	     tail -n 20 "$f" | sed 's/^/#   /' ;;
 	*) report "$t" fail "exit status $rc"
 	   tail -n 20 "$f" | sed 's/^/#   /' ;;
 	esac
 done
+
+if ! grep -aq '@@APF-TESTS-DONE@@' "$log"; then
+	echo "# L1 did not finish the tests; console tail:"
+	grep -a '@@APF-WATCHDOG' "$log" | sed 's/^/#   /'
+	tail -n 40 "$log" | sed 's/^/#   /'
+fi
 
 # Kernel reports only: console lines carry a printk timestamp.
 splat='^\[ *[0-9]+\.[0-9]+\] (BUG:|WARNING:|Oops|Kernel panic|Unable to handle kernel|INFO: task .* blocked for more than|watchdog: BUG: soft lockup|rcu: INFO: .* detected stalls|kmemleak: .* new suspected memory leaks|UBSAN:|KASAN:)'
