@@ -49,10 +49,11 @@ fetch_source() {
 	local deb=$dl/${LINUX_SOURCE_PKG}_${LINUX_SOURCE_VERSION}_all.deb
 	mkdir -p "$dl"
 	if [ ! -f "$deb" ]; then
-		say "downloading $LINUX_SOURCE_PKG=$LINUX_SOURCE_VERSION"
-		(cd "$dl" && apt-get download -q \
+		say "downloading $LINUX_SOURCE_PKG=$LINUX_SOURCE_VERSION" >&2
+		(cd "$dl" && apt-get download -qq \
 			"$LINUX_SOURCE_PKG=$LINUX_SOURCE_VERSION" 2>&1 |
-			grep -v 'unsandboxed' || true)
+			grep -v 'unsandboxed' >&2 || true)
+		[ -f "$deb" ] || die "could not download $LINUX_SOURCE_PKG"
 	fi
 	echo "$LINUX_SOURCE_SHA256  $deb" | sha256sum --quiet -c - ||
 		die "$deb: sha256 mismatch (want $LINUX_SOURCE_SHA256)"
