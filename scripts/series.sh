@@ -78,6 +78,7 @@ create_base() {
 		git -C "$tmp" commit -q -m \
 		"Linux 7.3.4 ($LINUX_SOURCE_PKG $LINUX_SOURCE_VERSION)"
 	git -C "$tmp" tag base
+	git -C "$tmp" rev-parse 'HEAD^{tree}' >"$tmp/.git/rust-kvm-apf-tree"
 	mv "$tmp" "$LINUX"
 }
 
