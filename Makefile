@@ -29,7 +29,7 @@ SELFTEST_MAKE = $(MAKE) -C linux/tools/testing/selftests/kvm ARCH=arm64 \
 # The tests `make test` runs inside L1; `make test TESTS="..."` picks others.
 TESTS ?= $(shell awk '!/^\#/ && NF { print $$1 }' scripts/tests.list)
 
-.PHONY: help deps linux linux-reset patches check-series config kernel \
+.PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
 	selftests rootfs test run shell clean
 
 help:
@@ -40,6 +40,7 @@ help:
 	@echo 'make linux        create linux/ from the pinned base + patches/'
 	@echo 'make patches      regenerate patches/ from linux/ and the source folders'
 	@echo 'make check-series fail if patches/ does not give the tree in linux/'
+	@echo 'make check-bisect build the Image at every patch of the series'
 	@echo 'make linux-reset  drop unexported work in linux/, re-apply patches/'
 	@echo 'make kernel       build the arm64 Image (L1 and L2) in $$(BUILD)'
 	@echo 'make selftests    build the arm64 KVM selftests, static'
@@ -60,6 +61,9 @@ patches:
 
 check-series:
 	@scripts/series.sh check
+
+check-bisect: kernel
+	@scripts/check-bisect.sh
 
 config: linux
 	@scripts/kconfig.sh "$(KBUILD)" scripts/kernel.config

@@ -49,7 +49,7 @@ pkgs=(
 	"qemu-system-common=$QEMU_VERSION"
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	mmdebstrap cpio xz-utils zstd bc bison flex libelf-dev libssl-dev
-	python3 rsync kmod expect
+	python3 python3-ply python3-git rsync kmod
 )
 
 missing=()

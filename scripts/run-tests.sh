@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# run-tests.sh TEST...: check that patches/ is fresh, boot L1 once, run the
-# named tests of scripts/tests.list inside it, and report as TAP, ending
-# with one line "N passed, N failed, N skipped".  Exit status 1 on any
+# run-tests.sh TEST...: check that patches/ is fresh and follows the
+# kernel's style, boot L1 once, run the named tests of scripts/tests.list
+# inside it, and report as TAP, ending with one line
+# "N passed, N failed, N skipped".  Exit status 1 on any
 # failure.  Each test has its own time limit inside L1, and L1 as a whole
 # is killed past the sum of them; a kernel BUG, WARNING, lockdep, KASAN,
 # kmemleak, hung-task or stall report on the console fails the run.
@@ -35,14 +36,28 @@ limit_of() {
 }
 
 echo "TAP version 13"
-echo "1..$(($# + 3))"
+echo "1..$(($# + 6))"
 
-if "$top/scripts/series.sh" check >"$out/series.log" 2>&1; then
-	report series-fresh ok
-else
-	sed 's/^/# /' "$out/series.log"
-	report series-fresh fail "patches/ does not give the tree that was built"
-fi
+# check NAME WHY CMD...: a host-side check, its output kept and shown on
+# failure.
+check() {
+	local name=$1 why=$2
+	shift 2
+	if "$@" >"$out/$name.log" 2>&1; then
+		report "$name" ok
+	else
+		sed 's/^/#   /' "$out/$name.log" | head -n 40
+		report "$name" fail "$why"
+	fi
+}
+
+check series-fresh "patches/ does not give the tree that was built" \
+	"$top/scripts/series.sh" check
+check checkpatch "checkpatch.pl --strict complains" \
+	"$top/scripts/check-style.sh" checkpatch
+check rustfmt "Rust not formatted as rustfmt wants" \
+	"$top/scripts/check-style.sh" rustfmt
+check clippy "clippy warns" "$top/scripts/check-style.sh" clippy
 
 limit=$BOOT_LIMIT
 for t in "$@"; do

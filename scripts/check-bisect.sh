@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# check-bisect.sh: build the Image at every patch of the series, in order,
+# so that each patch is known to build on its own.  It works in a git
+# worktree and a build folder of its own under $BUILD, incrementally: the
+# first patch builds from scratch, each next one rebuilds what it changed.
+# Each step starts from the final configuration, less what its tree does
+# not know yet (olddefconfig).
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+: "${BUILD:?}"
+src=$BUILD/bisect-src
+obj=$BUILD/bisect
+final=$BUILD/linux/.config
+[ -f "$final" ] || { echo "check-bisect: no $final: run 'make kernel'" >&2; exit 1; }
+
+g() { git -C "$top/linux" "$@"; }
+[ -d "$src" ] || g worktree add -q --detach "$src" base
+kmake=(make -s -C "$src" ARCH=arm64 LLVM=1 O="$obj"
+       RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library)
+mkdir -p "$obj"
+
+n=0 bad=0
+for c in $(g rev-list --reverse base..HEAD); do
+	n=$((n + 1))
+	git -C "$src" checkout -q --detach "$c"
+	cp "$final" "$obj/.config"
+	"${kmake[@]}" olddefconfig >/dev/null
+	if "${kmake[@]}" -j"$(nproc)" Image >"$obj/build-$n.log" 2>&1; then
+		echo "ok $n $(g log -1 --format=%s "$c")"
+	else
+		echo "not ok $n $(g log -1 --format=%s "$c")"
+		tail -n 20 "$obj/build-$n.log" | sed 's/^/#   /'
+		bad=1
+	fi
+done
+echo "# $n patch(es) built one by one in $obj"
+exit $bad

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# check-style.sh checkpatch|rustfmt|clippy: the kernel's conventions, on
+# what the series changes.
+#   checkpatch  scripts/checkpatch.pl --strict on every patch of patches/
+#   rustfmt     rustfmt --check, with the kernel's .rustfmt.toml, on every
+#               Rust file the series adds or changes
+#   clippy      the series' Rust objects rebuilt with CLIPPY=1; any
+#               clippy (or rustc) warning fails
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top/linux" || exit 1
+
+rust_files() {
+	git diff --name-only --diff-filter=AM base HEAD -- '*.rs'
+}
+
+case "${1:-}" in
+checkpatch)
+	bad=0
+	while read -r p; do
+		# spdxcheck.py runs on the python3 that has Debian's ply and git.
+		out=$(PATH=/usr/bin:$PATH perl scripts/checkpatch.pl --strict --quiet --no-summary \
+			--show-types "$top/patches/$p" 2>&1) || bad=1
+		[ -z "$out" ] || { echo "$p:"; echo "$out"; bad=1; }
+	done < <(grep -v '^#' "$top/patches/series")
+	exit $bad
+	;;
+rustfmt)
+	files=$(rust_files)
+	[ -n "$files" ] || exit 0
+	# shellcheck disable=SC2086
+	rustfmt --check --edition 2021 --config-path .rustfmt.toml $files
+	;;
+clippy)
+	: "${BUILD:?}"
+	objs=()
+	for f in $(rust_files); do
+		o=$(basename "$f" .rs).o
+		grep -qw "$o" "$(dirname "$f")/Makefile" 2>/dev/null &&
+			objs+=("${f%.rs}.o")
+	done
+	[ ${#objs[@]} -gt 0 ] || exit 0
+	out=$(make -s ARCH=arm64 LLVM=1 O="$BUILD/linux" CLIPPY=1 \
+		RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library \
+		"${objs[@]}" 2>&1)
+	rc=$?
+	echo "$out"
+	[ $rc -eq 0 ] && ! grep -qE '^(warning|error)' <<<"$out"
+	;;
+*)
+	echo "usage: check-style.sh checkpatch|rustfmt|clippy" >&2
+	exit 2
+	;;
+esac
