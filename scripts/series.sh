@@ -104,10 +104,11 @@ series_tree() {
 
 # The MAP entry that owns kernel path $1, printed as "folder:kpath".
 owner_of() {
-	local m best=
+	local m k best= bestk=
 	for m in "${MAP[@]}"; do
+		k=${m#*:}
 		case "$1" in
-		"${m#*:}"/*) [ ${#m} -le ${#best} ] || best=$m ;;
+		"$k"/*) [ ${#k} -le ${#bestk} ] || { best=$m; bestk=$k; } ;;
 		esac
 	done
 	echo "$best"
