@@ -27,7 +27,8 @@ SELFTEST_MAKE = $(MAKE) -C linux/tools/testing/selftests/kvm ARCH=arm64 \
 	EXTRA_CFLAGS=-static LDFLAGS=-static
 
 # The tests `make test` runs inside L1; `make test TESTS="..."` picks others.
-TESTS ?= $(shell awk '!/^\#/ && NF { print $$1 }' scripts/tests.list)
+TESTS ?= $(shell awk '/^\# --- not in the default run/ { exit } \
+	!/^\#/ && NF { print $$1 }' scripts/tests.list)
 
 .PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
 	selftests rootfs test run shell clean
