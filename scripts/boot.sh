@@ -70,9 +70,11 @@ test)
 	export image initrd L1_CPUS L1_MEM
 	# An oops panics L1 at once: the tests after it are reported as not
 	# run instead of waiting for their timeouts.
+	# Appending, so that what the watchdog adds is not overwritten.
+	: >"$log"
 	timeout -k 10 "$limit" bash -c 'qemu_l1 "$0"' \
 		"$append oops=panic apf.mode=test apf.tests=$tests" \
-		</dev/null >"$log" 2>&1 &
+		</dev/null >>"$log" 2>&1 &
 	qemu=$!
 	watchdog "$log" "$qemu" &
 	dog=$!
