@@ -22,21 +22,19 @@ done
 L1_CPUS=${L1_CPUS:-2}
 L1_MEM=${L1_MEM:-3G}
 
-qemu_l1() {
-	qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max \
-		-smp "$L1_CPUS" -m "$L1_MEM" -nographic -no-reboot -nic none \
-		-kernel "$image" -initrd "$initrd" -append "$1"
-}
+l1=(qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max
+    -smp "$L1_CPUS" -m "$L1_MEM" -nographic -no-reboot -nic none
+    -kernel "$image" -initrd "$initrd")
 
 # watchdog LOG PID: the limits inside L1 rely on L1 itself; this one does
 # not.  Kill PID when L1 has not reached userspace after BOOT_LIMIT
 # seconds, or when a test runs 60 s past its own limit in tests.list.
 watchdog() {
-	local log=$1 pid=$2 t0 now cur= since=0 lim
+	local log=$1 pid=$2 t0 now t cur= since=0 lim
 	t0=$(date +%s)
 	while sleep 2; do
 		now=$(date +%s)
-		if ! grep -aq '@@L1 userspace reached' "$1"; then
+		if ! grep -aq '@@L1 userspace reached' "$log"; then
 			[ $((now - t0)) -lt "${BOOT_LIMIT:-300}" ] && continue
 			echo "@@APF-WATCHDOG: L1 did not reach userspace in ${BOOT_LIMIT:-300}s@@" >>"$log"
 			kill "$pid"
@@ -66,14 +64,12 @@ test)
 	log=$1 limit=$2
 	shift 2
 	tests=$(IFS=,; echo "$*")
-	export -f qemu_l1
-	export image initrd L1_CPUS L1_MEM
+	# QEMU appends, so that what the watchdog adds is not overwritten.
 	# An oops panics L1 at once: the tests after it are reported as not
 	# run instead of waiting for their timeouts.
-	# Appending, so that what the watchdog adds is not overwritten.
 	: >"$log"
-	timeout -k 10 "$limit" bash -c 'qemu_l1 "$0"' \
-		"$append oops=panic apf.mode=test apf.tests=$tests" \
+	timeout -k 10 "$limit" "${l1[@]}" \
+		-append "$append oops=panic apf.mode=test apf.tests=$tests" \
 		</dev/null >>"$log" 2>&1 &
 	qemu=$!
 	watchdog "$log" "$qemu" &
@@ -86,7 +82,7 @@ test)
 	;;
 shell)
 	echo "==> booting L1 (QEMU TCG, emulated EL2); Ctrl-A X quits QEMU"
-	qemu_l1 "$append apf.mode=shell"
+	"${l1[@]}" -append "$append apf.mode=shell"
 	;;
 run)
 	mkdir -p "$BUILD/logs"
@@ -94,10 +90,8 @@ run)
 	start=$(date +%s)
 	echo "==> [1/5] booting L1: QEMU TCG, emulated EL2, $L1_CPUS CPUs, $L1_MEM"
 	rc=0
-	export -f qemu_l1
-	export image initrd L1_CPUS L1_MEM
-	timeout -k 10 "${RUN_LIMIT:-900}" bash -c 'qemu_l1 "$0"' \
-		"$append apf.mode=run" </dev/null 2>&1 | tee "$log" |
+	timeout -k 10 "${RUN_LIMIT:-900}" "${l1[@]}" \
+		-append "$append apf.mode=run" </dev/null 2>&1 | tee "$log" |
 		awk -v start="$start" '
 		function stage(s) { printf "==> [+%ds] %s\n", systime() - start, s; fflush() }
 		/Booting Linux on physical CPU/ { n++; if (n == 2) stage("[3/5] L2 kernel booting under KVM inside L1") }

@@ -106,8 +106,9 @@ if ! grep -aq '@@APF-TESTS-DONE@@' "$log"; then
 	tail -n 40 "$log" | sed 's/^/#   /'
 fi
 
-# Kernel reports only: console lines carry a printk timestamp.
-splat='^\[ *[0-9]+\.[0-9]+\] (BUG:|WARNING:|Oops|Kernel panic|Unable to handle kernel|INFO: task .* blocked for more than|watchdog: BUG: soft lockup|rcu: INFO: .* detected stalls|kmemleak: .* new suspected memory leaks|UBSAN:|KASAN:)'
+# Kernel reports only: console lines carry a printk timestamp.  L2's
+# console comes through l2-boot-test as TAP comments, behind "# ".
+splat='^(# )?\[ *[0-9]+\.[0-9]+\] (BUG:|WARNING:|Oops|Kernel panic|Unable to handle kernel|INFO: task .* blocked for more than|watchdog: BUG: soft lockup|rcu: INFO: .* detected stalls|kmemleak: .* new suspected memory leaks|UBSAN:|KASAN:)'
 if grep -a -E "$splat" "$log" >"$out/splats.txt"; then
 	report console-clean fail "kernel reports on the console"
 	head -n 20 "$out/splats.txt" | sed 's/^/#   /'
