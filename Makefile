@@ -17,8 +17,10 @@ export PATH := $(LLVM_BIN):$(HOME)/.cargo/bin:$(PATH)
 JOBS ?= $(shell nproc)
 
 KBUILD := $(BUILD)/linux
-KMAKE = $(MAKE) -C linux ARCH=arm64 LLVM=1 O=$(KBUILD) \
-	RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library
+# How every kbuild invocation here, the scripts' included, builds the kernel.
+KBUILD_ARGS := ARCH=arm64 LLVM=1 RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library
+export KBUILD_ARGS
+KMAKE = $(MAKE) -C linux $(KBUILD_ARGS) O=$(KBUILD)
 KSELFTEST := $(BUILD)/kselftest
 SELFTEST_MAKE = $(MAKE) -C linux/tools/testing/selftests/kvm ARCH=arm64 \
 	CROSS_COMPILE=aarch64-linux-gnu- LLVM= OUTPUT=$(KSELFTEST) \

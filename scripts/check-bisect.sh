@@ -18,8 +18,8 @@ final=$BUILD/linux/.config
 
 g() { git -C "$top/linux" "$@"; }
 [ -d "$src" ] || g worktree add -q --detach "$src" base
-kmake=(make -s -C "$src" ARCH=arm64 LLVM=1 O="$obj"
-       RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library)
+# shellcheck disable=SC2206
+kmake=(make -s -C "$src" ${KBUILD_ARGS:?} O="$obj")
 mkdir -p "$obj"
 
 n=0 bad=0

@@ -43,8 +43,8 @@ clippy)
 			objs+=("${f%.rs}.o")
 	done
 	[ ${#objs[@]} -gt 0 ] || exit 0
-	out=$(make -s ARCH=arm64 LLVM=1 O="$BUILD/linux" CLIPPY=1 \
-		RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library \
+	# shellcheck disable=SC2086
+	out=$(make -s ${KBUILD_ARGS:?} O="$BUILD/linux" CLIPPY=1 \
 		"${objs[@]}" 2>&1)
 	rc=$?
 	echo "$out"

@@ -10,8 +10,8 @@ build=$1
 shift
 top=$(cd "$(dirname "$0")/.." && pwd)
 gen=$build.kconfig
-kmake=(make -s -C "$top/linux" ARCH=arm64 LLVM=1 O="$gen"
-       RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library)
+# shellcheck disable=SC2206
+kmake=(make -s -C "$top/linux" ${KBUILD_ARGS:?} O="$gen")
 
 mkdir -p "$build" "$gen"
 "${kmake[@]}" allnoconfig >/dev/null
