@@ -3,7 +3,8 @@
 #
 # run-tests.sh TEST...: check that patches/ is fresh and follows the
 # kernel's style, boot L1 once, run the named tests of scripts/tests.list
-# inside it, and report as TAP, ending with one line
+# inside it, read the KUnit suites of kunit.list from its console, and
+# report as TAP, ending with one line
 # "N passed, N failed, N skipped".  Exit status 1 on any
 # failure.  Each test has its own time limit inside L1, and L1 as a whole
 # is killed past the sum of them; a kernel BUG, WARNING, lockdep, KASAN,
@@ -36,7 +37,6 @@ limit_of() {
 }
 
 echo "TAP version 13"
-echo "1..$(($# + 6))"
 
 # check NAME WHY CMD...: a host-side check, its output kept and shown on
 # failure.
@@ -100,6 +100,20 @@ for t in "$@"; do
 	esac
 done
 
+# KUnit: every case of the suites in kunit.list, from L1's console.
+awk -f "$top/scripts/ktap.awk" "$log" >"$out/kunit.txt"
+while IFS= read -r suite; do
+	case "$suite" in "#"* | "") continue ;; esac
+	if ! grep -q "$(printf '\t%s\t' "$suite")" "$out/kunit.txt"; then
+		report "kunit/$suite" fail "no KTAP result for the suite on L1's console"
+		continue
+	fi
+	while IFS=$'\t' read -r res name detail; do
+		case "$name" in "$suite" | "$suite"/*) ;; *) continue ;; esac
+		report "kunit/$name" "$res" "$detail"
+	done <"$out/kunit.txt"
+done < <(grep -v '^#' "$top/scripts/kunit.list")
+
 if ! grep -aq '@@APF-TESTS-DONE@@' "$log"; then
 	echo "# L1 did not finish the tests; console tail:"
 	grep -a '@@APF-WATCHDOG' "$log" | sed 's/^/#   /'
@@ -116,6 +130,7 @@ else
 	report console-clean ok
 fi
 
+echo "1..$n"
 echo "# results: $out"
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]

@@ -168,9 +168,20 @@ cmd_tree() {
 	apply_series
 }
 
+# Whether file $1 has the content path $2 had in the tree last exported
+# or applied (false when there is no such tree or path).
+as_exported() {
+	local last
+	last=$(cat "$stamp" 2>/dev/null) || return 1
+	g cat-file -e "$last:$2" 2>/dev/null &&
+		cmp -s "$1" <(g cat-file -p "$last:$2")
+}
+
 # Copy the edited top-level files into linux/ and commit each as a fixup
 # of the patch that last touched it (or that last touched its folder, for
-# a new file), then fold the fixups in.
+# a new file), then fold the fixups in.  A folder file still as last
+# exported is not an edit: linux/ may have moved on, and wins.  A file
+# edited on both sides is a conflict for the developer to settle.
 sync_sources() {
 	local m dir kpath f rel dst target fixups=0
 	for m in "${MAP[@]}"; do
@@ -181,6 +192,12 @@ sync_sources() {
 			dst=$LINUX/$kpath/$rel
 			if [ -f "$dst" ] && cmp -s "$f" "$dst"; then
 				continue
+			fi
+			as_exported "$f" "$kpath/$rel" && continue
+			if [ -f "$dst" ] && ! as_exported "$dst" "$kpath/$rel" &&
+			   g cat-file -e "$(cat "$stamp"):$kpath/$rel" 2>/dev/null; then
+				die "${m%%:*}/$rel and linux/$kpath/$rel were both" \
+				    "edited since the last export: keep one"
 			fi
 			target=$(g log -1 --format=%H base..HEAD -- "$kpath/$rel")
 			[ -n "$target" ] ||

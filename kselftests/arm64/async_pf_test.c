@@ -1,0 +1,591 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * async_pf_test - asynchronous page faults for arm64 guests
+ *
+ * The guest discovers the feature over SMCCC, registers a control block
+ * through SYS_ASYNC_PF_EL1 and touches memory served by a userfaultfd
+ * handler that holds the pages it is told to hold until the host lets
+ * them go.  See Documentation/virt/kvm/arm/async-pf.rst.
+ */
+#include <pthread.h>
+#include <linux/arm-smccc.h>
+#include <linux/sizes.h>
+#include <asm/kvm_apf.h>
+
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "userfaultfd_util.h"
+#include "gic.h"
+#include "vgic.h"
+
+#define TEST_SLOT		10
+#define TEST_GPA		0xc0000000ULL
+#define TEST_PAGES		64
+#define PATTERN(page)		(0xa5a5000000000000ULL | (page))
+
+#define APF_REG			KVM_ARM64_SYS_REG(SYS_ASYNC_PF_EL1)
+
+enum stage {
+	STAGE_DISCOVERED = 1,
+	STAGE_REFUSED,
+	STAGE_ENABLED,
+	STAGE_NOT_PRESENT,
+	STAGE_READY,
+	STAGE_LIMIT,
+	STAGE_LIMIT_READY,
+	STAGE_DUPLICATE,
+	STAGE_DISABLED,
+};
+
+/* Shared with the guest. */
+static u64 page_size;
+static u64 block_gva, block_gpa;
+static u32 ready_intid, max_pending;
+static u64 test_gva;
+
+/* Guest state, read back by the host. */
+/* Written by the exception handlers: read with READ_ONCE(). */
+static u32 np_count, np_token, ready_count;
+static u32 ready_tokens[2 * TEST_PAGES];
+static u64 np_far;
+static u32 tokens[TEST_PAGES];
+
+/* The userfaultfd side. */
+static pthread_mutex_t uffd_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool hold[TEST_PAGES];
+static bool held[TEST_PAGES];
+static int uffd_fd = -1;
+static void *test_hva;
+static void *pattern_pages;
+
+static struct kvm_arm_apf_block *block(void)
+{
+	return (struct kvm_arm_apf_block *)block_gva;
+}
+
+static u64 *page_ptr(int page)
+{
+	return (u64 *)(test_gva + page * page_size);
+}
+
+/* A single load the abort handler can skip. */
+static u64 touch(int page)
+{
+	u64 val;
+
+	asm volatile("ldr %0, [%1]" : "=r"(val) : "r"(page_ptr(page)) : "memory");
+	return val;
+}
+
+static void guest_dabt_handler(struct ex_regs *regs)
+{
+	u64 esr = read_sysreg(esr_el1);
+
+	GUEST_ASSERT_EQ(esr & ESR_ELx_FSC, KVM_ARM_APF_DFSC);
+	GUEST_ASSERT_EQ(READ_ONCE(block()->reason), KVM_ARM_APF_PAGE_NOT_PRESENT);
+
+	WRITE_ONCE(np_token, READ_ONCE(block()->token));
+	WRITE_ONCE(np_far, read_sysreg(far_el1));
+	WRITE_ONCE(block()->reason, 0);
+	WRITE_ONCE(np_count, np_count + 1);
+	regs->pc += 4;
+}
+
+static void guest_irq_handler(struct ex_regs *regs)
+{
+	u32 intid = gic_get_and_ack_irq();
+
+	GUEST_ASSERT_EQ(intid, ready_intid);
+	GUEST_ASSERT(ready_count < ARRAY_SIZE(ready_tokens));
+	WRITE_ONCE(ready_tokens[ready_count], READ_ONCE(block()->ready_token));
+	WRITE_ONCE(block()->ready_token, 0);
+	write_sysreg_s(0, SYS_ASYNC_PF_ACK_EL1);
+	WRITE_ONCE(ready_count, ready_count + 1);
+	gic_set_eoi(intid);
+}
+
+static void wait_for_ready(u32 count)
+{
+	for (;;) {
+		local_irq_disable();
+		if (READ_ONCE(ready_count) >= count)
+			break;
+		asm volatile("wfi");
+		local_irq_enable();
+	}
+	local_irq_enable();
+}
+
+static void set_ctrl(u64 val)
+{
+	write_sysreg_s(val, SYS_ASYNC_PF_EL1);
+	isb();
+}
+
+static u64 get_ctrl(void)
+{
+	return read_sysreg_s(SYS_ASYNC_PF_EL1);
+}
+
+/* Touches @page, expecting PAGE_NOT_PRESENT; returns its token. */
+static u32 touch_not_present(int page)
+{
+	u32 before = READ_ONCE(np_count);
+
+	touch(page);
+	GUEST_ASSERT_EQ(READ_ONCE(np_count), before + 1);
+	GUEST_ASSERT_EQ(READ_ONCE(np_far), (u64)page_ptr(page));
+	GUEST_ASSERT(READ_ONCE(np_token));
+	return READ_ONCE(np_token);
+}
+
+/* Touches @page, expecting no signal and the right data. */
+static void touch_present(int page)
+{
+	u32 before = READ_ONCE(np_count);
+
+	GUEST_ASSERT_EQ(touch(page), PATTERN(page));
+	GUEST_ASSERT_EQ(READ_ONCE(np_count), before);
+}
+
+static void guest_code(void)
+{
+	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	u64 bad[] = {
+		block_gpa | KVM_ARM_APF_CTRL_ENABLE | 0x4,	/* misaligned */
+		block_gpa | KVM_ARM_APF_CTRL_ENABLE | BIT(63),	/* RES0 */
+		block_gpa | KVM_ARM_APF_CTRL_ENABLE | BIT(52),	/* RES0 */
+		block_gpa,					/* stray bits */
+		0xfffffffc0ULL | KVM_ARM_APF_CTRL_ENABLE,	/* not RAM */
+		GICD_BASE_GPA | KVM_ARM_APF_CTRL_ENABLE,	/* MMIO */
+	};
+	struct arm_smccc_res res;
+	u32 t, first, base;
+	int i, page;
+
+	/* Discovery */
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT(res.a2 & BIT(KVM_REG_ARM_VENDOR_HYP_BIT_ASYNC_PF));
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_SUCCESS);
+	ready_intid = res.a1;
+	max_pending = res.a2;
+	GUEST_ASSERT(ready_intid >= 16 && ready_intid < 32);
+	GUEST_ASSERT(max_pending > 0 && max_pending < TEST_PAGES - 8);
+	GUEST_SYNC(STAGE_DISCOVERED);
+
+	gic_init(GIC_V3, 1);
+	gic_irq_enable(ready_intid);
+	local_irq_enable();
+
+	/* Every invalid value is refused and reads back as disabled. */
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		set_ctrl(enable);
+		set_ctrl(bad[i]);
+		GUEST_ASSERT_EQ(get_ctrl(), 0);
+	}
+	GUEST_SYNC(STAGE_REFUSED);
+
+	set_ctrl(enable);
+	GUEST_ASSERT_EQ(get_ctrl(), enable);
+	GUEST_SYNC(STAGE_ENABLED);
+
+	/* Page 0 is held: the guest runs on while the handler sleeps. */
+	t = touch_not_present(0);
+	GUEST_SYNC(STAGE_NOT_PRESENT);
+
+	wait_for_ready(1);
+	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[0]), t);
+	touch_present(0);
+	GUEST_SYNC(STAGE_READY);
+
+	/* Pages 1..max_pending are held; the next one goes synchronous. */
+	for (page = 1; page <= max_pending; page++) {
+		tokens[page] = touch_not_present(page);
+		for (i = 1; i < page; i++)
+			GUEST_ASSERT_NE(tokens[i], tokens[page]);
+	}
+	touch_present(max_pending + 1);
+	/* Nothing is ready while the handler holds the pages. */
+	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 1);
+	GUEST_SYNC(STAGE_LIMIT);
+
+	/* Each token comes back exactly once. */
+	wait_for_ready(1 + max_pending);
+	for (i = 1; i <= max_pending; i++) {
+		for (page = 1; page <= max_pending; page++)
+			if (tokens[page] == READ_ONCE(ready_tokens[i]))
+				break;
+		GUEST_ASSERT(page <= max_pending);
+		tokens[page] = 0;
+	}
+	for (page = 1; page <= max_pending; page++)
+		touch_present(page);
+	GUEST_SYNC(STAGE_LIMIT_READY);
+
+	/* A page already being fetched is not queued twice. */
+	page = max_pending + 2;
+	base = READ_ONCE(ready_count);
+	first = touch_not_present(page);
+	touch_present(page);
+	wait_for_ready(base + 1);
+	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[base]), first);
+	GUEST_SYNC(STAGE_DUPLICATE);
+
+	/* Disabled: served pages come in without a signal. */
+	set_ctrl(0);
+	GUEST_ASSERT_EQ(get_ctrl(), 0);
+	touch_present(max_pending + 3);
+	GUEST_SYNC(STAGE_DISABLED);
+
+	GUEST_DONE();
+}
+
+static int uffd_handler(int mode, int uffd, struct uffd_msg *msg)
+{
+	u64 addr = msg->arg.pagefault.address & ~(page_size - 1);
+	int page = (addr - (u64)test_hva) / page_size;
+	struct uffdio_copy copy = {
+		.src = (u64)pattern_pages + page * page_size,
+		.dst = addr,
+		.len = page_size,
+	};
+	bool serve;
+
+	TEST_ASSERT(page >= 0 && page < TEST_PAGES, "fault outside the test pages");
+
+	pthread_mutex_lock(&uffd_lock);
+	/* A second fault on a held page is served: it waits synchronously. */
+	serve = !hold[page] || held[page];
+	held[page] = true;
+	pthread_mutex_unlock(&uffd_lock);
+
+	if (serve && ioctl(uffd, UFFDIO_COPY, &copy) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Lets the held pages in. */
+static void release_held(void)
+{
+	int page;
+
+	pthread_mutex_lock(&uffd_lock);
+	for (page = 0; page < TEST_PAGES; page++) {
+		struct uffdio_copy copy = {
+			.src = (u64)pattern_pages + page * page_size,
+			.dst = (u64)test_hva + page * page_size,
+			.len = page_size,
+		};
+
+		if (!hold[page] || !held[page])
+			continue;
+		TEST_ASSERT(!ioctl(uffd_fd, UFFDIO_COPY, &copy) || errno == EEXIST,
+			    "UFFDIO_COPY of page %d", page);
+		hold[page] = false;
+	}
+	pthread_mutex_unlock(&uffd_lock);
+}
+
+static bool page_requested(int page)
+{
+	bool ret;
+
+	pthread_mutex_lock(&uffd_lock);
+	ret = held[page];
+	pthread_mutex_unlock(&uffd_lock);
+	return ret;
+}
+
+/* The fetch of a held page reaches the handler from a kworker. */
+static void wait_requested(int page)
+{
+	int i;
+
+	for (i = 0; i < 10000 && !page_requested(page); i++)
+		usleep(1000);
+	TEST_ASSERT(page_requested(page), "page %d never reached the handler", page);
+}
+
+static void run_to(struct kvm_vcpu *vcpu, enum stage stage)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_SYNC:
+		TEST_ASSERT_EQ(uc.args[1], stage);
+		return;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	case UCALL_DONE:
+		TEST_FAIL("guest done before stage %d", stage);
+		break;
+	default:
+		TEST_FAIL("unexpected exit %s", exit_reason_str(vcpu->run->exit_reason));
+	}
+}
+
+static void run_to_done(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+
+	vcpu_run(vcpu);
+	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
+		REPORT_GUEST_ASSERT(uc);
+	TEST_ASSERT_EQ(uc.cmd, UCALL_DONE);
+}
+
+static bool reg_listed(struct kvm_vcpu *vcpu, u64 id)
+{
+	struct kvm_reg_list *list = vcpu_get_reg_list(vcpu);
+	bool found = false;
+	u64 i;
+
+	for (i = 0; i < list->n; i++)
+		found |= list->reg[i] == id;
+	free(list);
+	return found;
+}
+
+/*
+ * The library gives vCPUs EL2 where KVM can; the feature is for guests
+ * without it (see test_refused_with_el2()).
+ */
+static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *code)
+{
+	struct kvm_vcpu_init init;
+	struct kvm_vm *vm;
+
+	vm = vm_create(1);
+	kvm_get_default_vcpu_target(vm, &init);
+	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
+	*vcpu = aarch64_vcpu_add(vm, 0, &init, code);
+	kvm_arch_vm_finalize_vcpus(vm);
+
+	vm_init_descriptor_tables(vm);
+	vcpu_init_descriptor_tables(*vcpu);
+	page_size = vm->page_size;
+	block_gva = vm_alloc_page(vm);
+	block_gpa = addr_gva2gpa(vm, block_gva);
+	sync_global_to_guest(vm, page_size);
+	sync_global_to_guest(vm, block_gva);
+	sync_global_to_guest(vm, block_gpa);
+	return vm;
+}
+
+static void test_one_reg(struct kvm_vcpu *vcpu, u64 enabled)
+{
+	u64 bad[] = { enabled | BIT(2), enabled | BIT(63), block_gpa, ~0ULL };
+	int i;
+
+	TEST_ASSERT(reg_listed(vcpu, APF_REG), "KVM_GET_REG_LIST lacks SYS_ASYNC_PF_EL1");
+	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), enabled);
+
+	/* A value the guest could not have set is refused and changes nothing. */
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		TEST_ASSERT(__vcpu_set_reg(vcpu, APF_REG, bad[i]) == -1 && errno == EINVAL,
+			    "KVM_SET_ONE_REG took %#lx", bad[i]);
+		TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), enabled);
+	}
+
+	vcpu_set_reg(vcpu, APF_REG, 0);
+	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), 0);
+	vcpu_set_reg(vcpu, APF_REG, enabled);
+	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), enabled);
+}
+
+static void test_signals(void)
+{
+	u64 not_present, ready, sync, enabled;
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int page;
+
+	vm = create_vm(&vcpu, guest_code);
+	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
+				guest_dabt_handler);
+	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
+
+	TEST_ASSERT_EQ(getpagesize(), page_size);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
+				    TEST_PAGES, 0);
+	test_gva = TEST_GPA;
+	virt_map(vm, test_gva, TEST_GPA, TEST_PAGES);
+	sync_global_to_guest(vm, test_gva);
+	test_hva = addr_gpa2hva(vm, TEST_GPA);
+
+	pattern_pages = malloc(TEST_PAGES * page_size);
+	TEST_ASSERT(pattern_pages, "malloc");
+	for (page = 0; page < TEST_PAGES; page++)
+		*(u64 *)(pattern_pages + page * page_size) = PATTERN(page);
+
+	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
+					TEST_PAGES * page_size, 1, uffd_handler);
+	uffd_fd = uffd->uffd;
+
+	run_to(vcpu, STAGE_DISCOVERED);
+	sync_global_from_guest(vm, ready_intid);
+	sync_global_from_guest(vm, max_pending);
+	ksft_test_result_pass("feature discovered: PPI %u, %u pages per vCPU\n",
+			      ready_intid, max_pending);
+
+	run_to(vcpu, STAGE_REFUSED);
+	ksft_test_result_pass("invalid control values refused\n");
+
+	run_to(vcpu, STAGE_ENABLED);
+	enabled = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	test_one_reg(vcpu, enabled);
+	ksft_test_result_pass("KVM_GET_REG_LIST and ONE_REG save/restore\n");
+
+	hold[0] = true;
+	run_to(vcpu, STAGE_NOT_PRESENT);
+	/* The fetch waits in the handler, which has not answered it. */
+	wait_requested(0);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), 1);
+	ksft_test_result_pass("PAGE_NOT_PRESENT while the handler holds the page\n");
+
+	release_held();
+	run_to(vcpu, STAGE_READY);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1);
+	ksft_test_result_pass("PAGE_READY with the same token, data correct\n");
+
+	for (page = 1; page <= max_pending; page++)
+		hold[page] = true;
+	sync = vcpu_get_stat(vcpu, apf_sync);
+	run_to(vcpu, STAGE_LIMIT);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), 1 + max_pending);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_sync), sync + 1);
+	for (page = 1; page <= max_pending; page++)
+		wait_requested(page);
+	release_held();
+	run_to(vcpu, STAGE_LIMIT_READY);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1 + max_pending);
+	ksft_test_result_pass("synchronous past %u pending pages\n", max_pending);
+
+	page = max_pending + 2;
+	hold[page] = true;
+	not_present = vcpu_get_stat(vcpu, apf_not_present);
+	sync = vcpu_get_stat(vcpu, apf_sync);
+	run_to(vcpu, STAGE_DUPLICATE);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present + 1);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_sync), sync + 1);
+	ksft_test_result_pass("a page being fetched is not queued twice\n");
+
+	not_present = vcpu_get_stat(vcpu, apf_not_present);
+	ready = vcpu_get_stat(vcpu, apf_ready);
+	run_to(vcpu, STAGE_DISABLED);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), ready);
+	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), 0);
+	ksft_test_result_pass("no signal after disable\n");
+
+	run_to_done(vcpu);
+
+	/* A vCPU reset disables the feature. */
+	vcpu_set_reg(vcpu, APF_REG, enabled);
+	vcpu_ioctl(vcpu, KVM_ARM_VCPU_INIT, &vcpu->init);
+	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), 0);
+	ksft_test_result_pass("vCPU reset disables\n");
+
+	uffd_stop_demand_paging(uffd);
+	kvm_vm_free(vm);
+	free(pattern_pages);
+}
+
+static void guest_hidden(void)
+{
+	struct arm_smccc_res res;
+
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_FEATURES_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT(!(res.a2 & BIT(KVM_REG_ARM_VENDOR_HYP_BIT_ASYNC_PF)));
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_NOT_SUPPORTED);
+	set_ctrl(block_gpa | KVM_ARM_APF_CTRL_ENABLE);
+	GUEST_ASSERT_EQ(get_ctrl(), 0);
+	GUEST_DONE();
+}
+
+static void test_hidden(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	u64 bmap;
+
+	vm = create_vm(&vcpu, guest_hidden);
+	bmap = vcpu_get_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2);
+	vcpu_set_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2,
+		     bmap & ~BIT(KVM_REG_ARM_VENDOR_HYP_BIT_ASYNC_PF));
+	run_to_done(vcpu);
+	TEST_ASSERT_EQ(__vcpu_set_reg(vcpu, APF_REG,
+				      block_gpa | KVM_ARM_APF_CTRL_ENABLE), -1);
+	kvm_vm_free(vm);
+	ksft_test_result_pass("hidden when the VMM clears its bit\n");
+}
+
+static void guest_el2(void)
+{
+	set_ctrl(block_gpa | KVM_ARM_APF_CTRL_ENABLE);
+	GUEST_ASSERT_EQ(get_ctrl(), 0);
+	GUEST_DONE();
+}
+
+static void test_refused_with_el2(void)
+{
+	struct kvm_vcpu_init init;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	if (!kvm_check_cap(KVM_CAP_ARM_EL2)) {
+		ksft_test_result_skip("refused at EL2: KVM_CAP_ARM_EL2 not available\n");
+		return;
+	}
+
+	vm = vm_create(1);
+	kvm_get_default_vcpu_target(vm, &init);
+	init.features[0] |= BIT(KVM_ARM_VCPU_HAS_EL2);
+	vcpu = aarch64_vcpu_add(vm, 0, &init, guest_el2);
+	kvm_arch_vm_finalize_vcpus(vm);
+	block_gva = vm_alloc_page(vm);
+	block_gpa = addr_gva2gpa(vm, block_gva);
+	sync_global_to_guest(vm, block_gpa);
+
+	run_to_done(vcpu);
+	kvm_vm_free(vm);
+	ksft_test_result_pass("refused to a vCPU with EL2 (nested virt)\n");
+}
+
+/* Whether this KVM offers the feature by default. */
+static bool feature_offered(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	u64 bmap;
+
+	vm = vm_create_with_one_vcpu(&vcpu, NULL);
+	bmap = vcpu_get_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2);
+	kvm_vm_free(vm);
+	return bmap & BIT(KVM_REG_ARM_VENDOR_HYP_BIT_ASYNC_PF);
+}
+
+int main(int argc, char *argv[])
+{
+	TEST_REQUIRE(kvm_supports_vgic_v3());
+	TEST_REQUIRE(feature_offered());
+
+	ksft_print_header();
+	ksft_set_plan(11);
+
+	test_signals();
+	test_hidden();
+	test_refused_with_el2();
+
+	ksft_finished();
+}
