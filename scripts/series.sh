@@ -212,8 +212,10 @@ sync_sources() {
 			fixups=$((fixups + 1))
 		done < <(folder_files "$m")
 	done
-	if [ $fixups -gt 0 ]; then
-		say "folding $fixups edited file(s) into their patches"
+	# Fold these, and any fixup! or squash! commit made in linux/.
+	if [ $fixups -gt 0 ] ||
+	   g log --format=%s base..HEAD | grep -qE '^(fixup|squash|amend)! '; then
+		say "folding fixups into their patches"
 		GIT_SEQUENCE_EDITOR=: g -c rebase.autoSquash=true rebase -q -i \
 			--committer-date-is-author-date base
 	fi

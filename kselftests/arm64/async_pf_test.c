@@ -399,18 +399,10 @@ static void test_one_reg(struct kvm_vcpu *vcpu, u64 enabled)
 	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), enabled);
 }
 
-static void test_signals(void)
+/* The test pages, in their own memslot, and what the handler serves. */
+static void add_test_pages(struct kvm_vm *vm)
 {
-	u64 not_present, ready, sync, enabled;
-	struct uffd_desc *uffd;
-	struct kvm_vcpu *vcpu;
-	struct kvm_vm *vm;
 	int page;
-
-	vm = create_vm(&vcpu, guest_code);
-	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
-				guest_dabt_handler);
-	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
 
 	TEST_ASSERT_EQ(getpagesize(), page_size);
 	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, TEST_GPA, TEST_SLOT,
@@ -424,6 +416,22 @@ static void test_signals(void)
 	TEST_ASSERT(pattern_pages, "malloc");
 	for (page = 0; page < TEST_PAGES; page++)
 		*(u64 *)(pattern_pages + page * page_size) = PATTERN(page);
+}
+
+static void test_signals(void)
+{
+	u64 not_present, ready, sync, enabled;
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int page;
+
+	vm = create_vm(&vcpu, guest_code);
+	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
+				guest_dabt_handler);
+	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
+
+	add_test_pages(vm);
 
 	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
 					TEST_PAGES * page_size, 1, uffd_handler);
@@ -496,6 +504,46 @@ static void test_signals(void)
 	uffd_stop_demand_paging(uffd);
 	kvm_vm_free(vm);
 	free(pattern_pages);
+}
+
+static void guest_teardown(void)
+{
+	set_ctrl(block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1);
+	touch_not_present(0);
+	GUEST_SYNC(STAGE_NOT_PRESENT);
+	GUEST_FAIL("the VM should be gone");
+}
+
+/*
+ * Destroy the VM while a fetch waits in the handler, then let the fetch
+ * finish by closing the userfaultfd: the host must neither wait for the
+ * fetch nor touch the vCPU when it ends (the console check catches a
+ * splat, and KASAN a use-after-free where it is on).
+ */
+static void test_teardown(void)
+{
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = create_vm(&vcpu, guest_teardown);
+	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
+				guest_dabt_handler);
+	add_test_pages(vm);
+	memset(hold, 0, sizeof(hold));
+	memset(held, 0, sizeof(held));
+	hold[0] = true;
+
+	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
+					TEST_PAGES * page_size, 1, uffd_handler);
+	uffd_fd = uffd->uffd;
+
+	run_to(vcpu, STAGE_NOT_PRESENT);
+	wait_requested(0);
+	kvm_vm_free(vm);
+	uffd_stop_demand_paging(uffd);
+	free(pattern_pages);
+	ksft_test_result_pass("VM destroyed with a fetch in flight\n");
 }
 
 static void guest_hidden(void)
@@ -581,9 +629,10 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(feature_offered());
 
 	ksft_print_header();
-	ksft_set_plan(11);
+	ksft_set_plan(12);
 
 	test_signals();
+	test_teardown();
 	test_hidden();
 	test_refused_with_el2();
 
