@@ -214,7 +214,7 @@ sync_sources() {
 	done
 	# Fold these, and any fixup! or squash! commit made in linux/.
 	if [ $fixups -gt 0 ] ||
-	   g log --format=%s base..HEAD | grep -qE '^(fixup|squash|amend)! '; then
+	   [ -n "$(g log --format=%s base..HEAD | grep -E '^(fixup|squash|amend)! ')" ]; then
 		say "folding fixups into their patches"
 		GIT_SEQUENCE_EDITOR=: g -c rebase.autoSquash=true rebase -q -i \
 			--committer-date-is-author-date base
