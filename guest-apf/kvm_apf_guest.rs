@@ -10,6 +10,8 @@
 
 use kernel::prelude::*;
 
+mod hyp;
+
 module! {
     type: KvmApfGuest,
     name: "kvm_apf_guest",
@@ -26,6 +28,17 @@ impl kernel::Module for KvmApfGuest {
             "guest side initialised ({})\n",
             if cfg!(MODULE) { "module" } else { "built-in" }
         );
+        match hyp::discover() {
+            hyp::Offer::NotKvm => pr_info!("not running under KVM: nothing to do\n"),
+            hyp::Offer::Hidden => {
+                pr_info!("the host does not offer asynchronous page faults\n")
+            }
+            hyp::Offer::Offered { intid, max_pending } => pr_info!(
+                "host offers asynchronous page faults: PAGE_READY on INTID {}, {} pages per CPU\n",
+                intid,
+                max_pending
+            ),
+        }
         Ok(KvmApfGuest)
     }
 }
