@@ -7,7 +7,7 @@ use kernel::{
     mm::Mm,
     new_spinlock, new_work,
     prelude::*,
-    sync::{aref::ARef, Arc, SpinLock},
+    sync::{aref::ARef, Arc, ArcBorrow, SpinLock},
     workqueue::{self, Work, WorkItem},
 };
 
@@ -138,7 +138,7 @@ impl VcpuApf {
     /// the VMM, and queues its fetch.  On anything but `Queued` the caller
     /// resolves the fault synchronously.
     pub(crate) fn queue(
-        self: &Arc<Self>,
+        self: ArcBorrow<'_, Self>,
         vcpu: &Vcpu,
         ipa: u64,
         hva: usize,
@@ -162,7 +162,7 @@ impl VcpuApf {
             Err(full) => return full.into(),
         };
 
-        let apf = self.clone();
+        let apf: Arc<Self> = self.into();
         let fetch = Arc::pin_init(
             pin_init!(Fetch {
                 work <- new_work!("kvm_apf::Fetch"),

@@ -132,7 +132,7 @@ pub unsafe extern "C" fn kvm_apf_queue(
     token: *mut u32,
 ) -> c_int {
     // SAFETY: The caller passes a valid `apf`.
-    let apf: Arc<VcpuApf> = unsafe { borrow(apf) }.into();
+    let apf = unsafe { borrow(apf) };
     // SAFETY: The caller passes a live vCPU and runs on its thread.
     let vcpu = unsafe { Vcpu::from_raw(vcpu) };
     let outcome = match apf.queue(vcpu, ipa, hva, write) {

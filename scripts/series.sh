@@ -168,13 +168,14 @@ cmd_tree() {
 	apply_series
 }
 
-# Whether file $1 has the content path $2 had in the tree last exported
-# or applied (false when there is no such tree or path).
+# Whether path $1 was in the tree last exported or applied.
+was_exported() {
+	g cat-file -e "$(cat "$stamp" 2>/dev/null):$1" 2>/dev/null
+}
+
+# Whether file $1 has the content path $2 had in that tree.
 as_exported() {
-	local last
-	last=$(cat "$stamp" 2>/dev/null) || return 1
-	g cat-file -e "$last:$2" 2>/dev/null &&
-		cmp -s "$1" <(g cat-file -p "$last:$2")
+	was_exported "$2" && cmp -s "$1" <(g cat-file -p "$(cat "$stamp"):$2")
 }
 
 # Copy the edited top-level files into linux/ and commit each as a fixup
@@ -194,8 +195,8 @@ sync_sources() {
 				continue
 			fi
 			as_exported "$f" "$kpath/$rel" && continue
-			if [ -f "$dst" ] && ! as_exported "$dst" "$kpath/$rel" &&
-			   g cat-file -e "$(cat "$stamp"):$kpath/$rel" 2>/dev/null; then
+			if [ -f "$dst" ] && was_exported "$kpath/$rel" &&
+			   ! as_exported "$dst" "$kpath/$rel"; then
 				die "${m%%:*}/$rel and linux/$kpath/$rel were both" \
 				    "edited since the last export: keep one"
 			fi

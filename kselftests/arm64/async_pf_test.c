@@ -353,17 +353,21 @@ static bool reg_listed(struct kvm_vcpu *vcpu, u64 id)
 }
 
 /*
- * The library gives vCPUs EL2 where KVM can; the feature is for guests
- * without it (see test_refused_with_el2()).
+ * A VM with one vCPU, with EL2 or without: the library gives vCPUs EL2
+ * where KVM can, and the feature is for guests without it (see
+ * test_refused_with_el2()).
  */
-static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *code)
+static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *code, bool el2)
 {
 	struct kvm_vcpu_init init;
 	struct kvm_vm *vm;
 
 	vm = vm_create(1);
 	kvm_get_default_vcpu_target(vm, &init);
-	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
+	if (el2)
+		init.features[0] |= BIT(KVM_ARM_VCPU_HAS_EL2);
+	else
+		init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
 	*vcpu = aarch64_vcpu_add(vm, 0, &init, code);
 	kvm_arch_vm_finalize_vcpus(vm);
 
@@ -426,7 +430,7 @@ static void test_signals(void)
 	struct kvm_vm *vm;
 	int page;
 
-	vm = create_vm(&vcpu, guest_code);
+	vm = create_vm(&vcpu, guest_code, false);
 	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
 				guest_dabt_handler);
 	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
@@ -526,7 +530,7 @@ static void test_teardown(void)
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
-	vm = create_vm(&vcpu, guest_teardown);
+	vm = create_vm(&vcpu, guest_teardown, false);
 	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
 				guest_dabt_handler);
 	add_test_pages(vm);
@@ -567,7 +571,7 @@ static void test_hidden(void)
 	struct kvm_vm *vm;
 	u64 bmap;
 
-	vm = create_vm(&vcpu, guest_hidden);
+	vm = create_vm(&vcpu, guest_hidden, false);
 	bmap = vcpu_get_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2);
 	vcpu_set_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2,
 		     bmap & ~BIT(KVM_REG_ARM_VENDOR_HYP_BIT_ASYNC_PF));
@@ -587,7 +591,6 @@ static void guest_el2(void)
 
 static void test_refused_with_el2(void)
 {
-	struct kvm_vcpu_init init;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 
@@ -596,15 +599,7 @@ static void test_refused_with_el2(void)
 		return;
 	}
 
-	vm = vm_create(1);
-	kvm_get_default_vcpu_target(vm, &init);
-	init.features[0] |= BIT(KVM_ARM_VCPU_HAS_EL2);
-	vcpu = aarch64_vcpu_add(vm, 0, &init, guest_el2);
-	kvm_arch_vm_finalize_vcpus(vm);
-	block_gva = vm_alloc_page(vm);
-	block_gpa = addr_gva2gpa(vm, block_gva);
-	sync_global_to_guest(vm, block_gpa);
-
+	vm = create_vm(&vcpu, guest_el2, true);
 	run_to_done(vcpu);
 	kvm_vm_free(vm);
 	ksft_test_result_pass("refused to a vCPU with EL2 (nested virt)\n");
