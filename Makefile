@@ -72,8 +72,8 @@ config: linux
 	@scripts/kconfig.sh "$(KBUILD)" scripts/kernel.config
 
 kernel: config
-	@echo "==> kernel: building Image in $(KBUILD)"
-	@+$(KMAKE) -s -j$(JOBS) Image
+	@echo "==> kernel: building Image and modules in $(KBUILD)"
+	@+$(KMAKE) -s -j$(JOBS) Image modules
 	@echo "==> kernel: $(KBUILD)/arch/arm64/boot/Image"
 
 selftests: config

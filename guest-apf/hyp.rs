@@ -2,8 +2,8 @@
 
 //! The KVM hypervisor services, as the guest module uses them.
 //!
-//! The only module that calls C: SMCCC, through the conduit the firmware
-//! reported, and the bitmap of KVM services the kernel read at boot.
+//! SMCCC, through the conduit the firmware reported, and the bitmap of KVM
+//! services the kernel read at boot.
 
 use kernel::bindings;
 

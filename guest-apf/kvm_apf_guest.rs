@@ -3,14 +3,31 @@
 //! Asynchronous page faults for KVM/arm64 guests: the guest side.
 //!
 //! Under a KVM host that offers asynchronous page faults, a task whose
-//! page is still being brought in on the host is told so and can sleep
-//! while another task runs, instead of stalling its whole vCPU.  This
-//! module registers for the host's signals and turns them into sleeps and
-//! wake-ups.
+//! page is still being brought in on the host is told so and sleeps while
+//! another task runs, instead of stalling its whole vCPU; a context that
+//! cannot sleep waits in the low-power state.  The ABI is described in
+//! `Documentation/virt/kvm/arm/async-pf.rst`.
+//!
+//! - [`block`]: the per-CPU control block the host writes,
+//! - [`waiters`]: the contexts that wait, keyed by token,
+//! - [`guest`]: the per-CPU state and what each hook does with it,
+//! - [`hyp`] and [`arch`]: SMCCC, the registers and the kernel's hooks,
+//!   the only `unsafe` code.
 
+use core::pin::Pin;
+use kernel::debugfs::{Dir, Scope};
 use kernel::prelude::*;
 
+mod arch;
+mod block;
+mod guest;
 mod hyp;
+mod waiters;
+
+#[cfg(CONFIG_KVM_ARM64_APF_GUEST_KUNIT_TEST)]
+mod tests;
+
+use guest::Guest;
 
 module! {
     type: KvmApfGuest,
@@ -20,31 +37,84 @@ module! {
     license: "GPL",
 }
 
-struct KvmApfGuest;
+/// The module: nothing, or the feature running.
+struct KvmApfGuest {
+    _running: Option<Running>,
+}
 
-impl kernel::Module for KvmApfGuest {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
-        pr_info!(
-            "guest side initialised ({})\n",
-            if cfg!(MODULE) { "module" } else { "built-in" }
-        );
-        match hyp::discover() {
-            hyp::Offer::NotKvm => pr_info!("not running under KVM: nothing to do\n"),
-            hyp::Offer::Hidden => {
-                pr_info!("the host does not offer asynchronous page faults\n")
-            }
-            hyp::Offer::Offered { intid, max_pending } => pr_info!(
-                "host offers asynchronous page faults: PAGE_READY on INTID {}, {} pages per CPU\n",
-                intid,
-                max_pending
-            ),
-        }
-        Ok(KvmApfGuest)
+/// The feature, on every online CPU.
+struct Running {
+    // Dropped first: no hook may run once the state goes.
+    _hooks: arch::Hooks,
+    state: Pin<KBox<Scope<Guest>>>,
+    _dir: Dir,
+}
+
+impl Running {
+    fn start(intid: u32) -> Result<Self> {
+        let dir = Dir::new(c"kvm_apf_guest");
+        let state = KBox::pin_init(
+            dir.scope(Guest::new(intid, true), c"state", |g, d| {
+                d.read_callback_file(c"cpus", g, &|g: &Guest, f| g.show(f))
+            }),
+            GFP_KERNEL,
+        )?;
+        let hooks = arch::Hooks::install(&state)?;
+        Ok(Self {
+            _hooks: hooks,
+            state,
+            _dir: dir,
+        })
     }
 }
 
-impl Drop for KvmApfGuest {
+impl Drop for Running {
     fn drop(&mut self) {
-        pr_info!("guest side removed\n");
+        let drained = self.state.drain();
+        let t = self.state.totals();
+        pr_info!(
+            "disabled{}: {} PAGE_NOT_PRESENT, {} PAGE_READY, {} sleeps, {} low-power waits, {} woken by disable\n",
+            if drained { "" } else { " before the host delivered every PAGE_READY" },
+            t.not_present,
+            t.ready,
+            t.sleeps,
+            t.lowpower_waits,
+            t.woken_by_disable
+        );
+    }
+}
+
+impl kernel::Module for KvmApfGuest {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        let (intid, max_pending) = match hyp::discover() {
+            hyp::Offer::NotKvm => {
+                pr_info!("not running under KVM: nothing to do\n");
+                return Ok(Self { _running: None });
+            }
+            hyp::Offer::Hidden => {
+                pr_info!("the host does not offer asynchronous page faults\n");
+                return Ok(Self { _running: None });
+            }
+            hyp::Offer::Offered { intid, max_pending } => (intid, max_pending),
+        };
+        if max_pending as usize > waiters::SLOTS {
+            pr_err!(
+                "the host lets {} pages wait per CPU, more than {}: not enabled\n",
+                max_pending,
+                waiters::SLOTS
+            );
+            return Err(EINVAL);
+        }
+        let running = Running::start(intid).inspect_err(|e| {
+            pr_err!("could not enable asynchronous page faults: {:?}\n", e);
+        })?;
+        pr_info!(
+            "asynchronous page faults enabled: PAGE_READY on INTID {}, {} pages per CPU\n",
+            intid,
+            max_pending
+        );
+        Ok(Self {
+            _running: Some(running),
+        })
     }
 }

@@ -22,9 +22,17 @@ done
 L1_CPUS=${L1_CPUS:-2}
 L1_MEM=${L1_MEM:-3G}
 
+# L1's swap device (/dev/vda), throttled so that a page-in is slow, as on
+# a loaded host: L2 under memory pressure waits for it.  Sparse, and its
+# contents do not matter: L1 runs mkswap on it.
+swap=$BUILD/l1-swap.img
+[ -f "$swap" ] || truncate -s 1G "$swap"
+
 l1=(qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu max
     -smp "$L1_CPUS" -m "$L1_MEM" -nographic -no-reboot -nic none
-    -kernel "$image" -initrd "$initrd")
+    -kernel "$image" -initrd "$initrd"
+    -drive "file=$swap,if=none,id=swap,format=raw,cache=unsafe,throttling.iops-total=${L1_SWAP_IOPS:-400}"
+    -device virtio-blk-device,drive=swap)
 
 # watchdog LOG PID: the limits inside L1 rely on L1 itself; this one does
 # not.  Kill PID when L1 has not reached userspace after BOOT_LIMIT

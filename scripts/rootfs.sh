@@ -40,10 +40,17 @@ work=$BUILD/rootfs
 rm -rf "$work"
 mkdir -p "$work/l2" "$work/l1"
 
+module=$BUILD/linux/drivers/virt/kvm_apf/kvm_apf_guest.ko
+[ -f "$module" ] || { echo "rootfs: no $module: run 'make kernel'" >&2; exit 1; }
+khdr=$BUILD/linux/usr/include
+cc=(aarch64-linux-gnu-gcc -O2 -Wall -Werror -isystem "$khdr")
+
 say "L2 initramfs"
 tar -xf "$base" -C "$work/l2" ./bin/busybox
-mkdir -p "$work/l2"/{dev,proc,sys,tmp}
+mkdir -p "$work/l2"/{dev,proc,sys,tmp,lib/modules}
 install -m 755 "$top/scripts/l2-init" "$work/l2/init"
+install -m 644 "$module" "$work/l2/lib/modules/"
+"${cc[@]}" -static -o "$work/l2/bin/apf-touch" "$top/scripts/apf-touch.c"
 cpio_from "$work/l2" /dev/stdout | gzip -1 >"$BUILD/l2.cpio.gz"
 
 say "L1 initramfs"
@@ -52,6 +59,11 @@ mkdir -p "$work/l1"/{dev,proc,sys,tmp,run,boot,etc/apf}
 install -m 755 "$top/scripts/l1-init" "$work/l1/init"
 install -m 755 "$top/scripts/run-l2" "$work/l1/bin/run-l2"
 install -m 755 "$top/scripts/l2-boot-test" "$work/l1/bin/l2-boot-test"
+install -m 755 "$top/scripts/l2-pressure-test" "$work/l1/bin/l2-pressure-test"
+mkdir -p "$work/l1/lib/modules" "$work/l1/usr/lib/apf"
+install -m 644 "$module" "$work/l1/lib/modules/"
+"${cc[@]}" -shared -fPIC -o "$work/l1/usr/lib/apf/hide-apf.so" \
+	"$top/scripts/hide-apf.c" -ldl
 install -m 644 "$top/scripts/tests.list" "$work/l1/etc/apf/tests.list"
 cp "$image" "$work/l1/boot/Image"
 cp "$BUILD/l2.cpio.gz" "$work/l1/boot/l2.cpio.gz"

@@ -1,0 +1,240 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The guest's state: one control block and one table of waiters per CPU.
+
+use core::fmt;
+use core::pin::Pin;
+use kernel::bindings;
+use kernel::cpu::{nr_cpu_ids, CpuId};
+use kernel::prelude::*;
+use kernel::sync::{new_condvar, new_spinlock_irq, CondVar, SpinLockIrq};
+use kernel::time::{delay::fsleep, Delta};
+
+use crate::arch::{self, Ppi};
+use crate::block::Block;
+use crate::waiters::{Parked, Stats, Waiters, SLOTS};
+
+/// How long unloading waits for the PAGE_READY signals the host owes.
+const DRAIN_MS: i64 = 10_000;
+
+/// One CPU.
+#[pin_data]
+pub(crate) struct PerCpu {
+    block: Block,
+    #[pin]
+    waiters: SpinLockIrq<Waiters>,
+    #[pin]
+    wake: [CondVar; SLOTS],
+}
+
+impl PerCpu {
+    fn new() -> impl PinInit<Self> {
+        pin_init!(Self {
+            block: Block::new(),
+            waiters <- new_spinlock_irq!(Waiters::new(), "kvm_apf_guest::waiters"),
+            wake <- pin_init::pin_init_array_from_fn(|_| new_condvar!("kvm_apf_guest::wake")),
+        })
+    }
+
+    /// Wakes the contexts in the slots of bitmap `slots`.
+    fn wake(&self, slots: u64) {
+        for (i, cv) in self.wake.iter().enumerate() {
+            if slots & (1 << i) != 0 {
+                cv.notify_all();
+            }
+        }
+    }
+}
+
+/// Everything the module runs on.
+pub(crate) struct Guest {
+    // Declared first so that it is dropped first: freeing the interrupt
+    // waits for running handlers, which use the CPUs' state.
+    ppi: Ppi,
+    cpus: KVec<Pin<KBox<PerCpu>>>,
+    el1: bool,
+}
+
+impl Guest {
+    /// State for every possible CPU, signalled on PPI `intid`; `el1` asks
+    /// for faults taken in the kernel too.
+    pub(crate) fn new(intid: u32, el1: bool) -> Result<Self> {
+        let n = nr_cpu_ids() as usize;
+        let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            cpus.push(KBox::pin_init(PerCpu::new(), GFP_KERNEL)?, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            ppi: Ppi::request(intid)?,
+            cpus,
+            el1,
+        })
+    }
+
+    fn cpu(&self, cpu: CpuId) -> Option<&Pin<KBox<PerCpu>>> {
+        self.cpus.get(cpu.as_u32() as usize)
+    }
+
+    /// CPU hotplug brought `cpu` up; this runs on it.
+    pub(crate) fn cpu_online(&self, cpu: CpuId) {
+        let Some(pc) = self.cpu(cpu) else { return };
+        pc.block.reset();
+        pc.waiters.lock().enable();
+        self.ppi.enable_here();
+        let block = arch::phys_addr(pc) + core::mem::offset_of!(PerCpu, block) as u64;
+        let mut ctrl = block | bindings::KVM_ARM_APF_CTRL_ENABLE;
+        if self.el1 {
+            ctrl |= bindings::KVM_ARM_APF_CTRL_EL1;
+        }
+        arch::write_ctrl(ctrl);
+        if arch::read_ctrl() != ctrl {
+            pr_warn!("CPU{}: the host refused the control block\n", cpu.as_u32());
+            self.cpu_offline(cpu);
+        }
+    }
+
+    /// `cpu` stops taking signals (hotplug, unload, reboot); this runs on
+    /// it.  Its waiters are woken and retry their access, which the host
+    /// now resolves synchronously.
+    pub(crate) fn cpu_offline(&self, cpu: CpuId) {
+        let Some(pc) = self.cpu(cpu) else { return };
+        arch::write_ctrl(0);
+        self.ppi.disable_here();
+        let woken = pc.waiters.lock().disable();
+        pc.wake(woken);
+    }
+
+    /// Turns the feature off on this CPU, from a cross-CPU call.
+    pub(crate) fn shut_down(&self) {
+        arch::on_each_cpu(|g| g.cpu_offline(CpuId::current()));
+    }
+
+    /// The PAGE_READY interrupt; returns whether there was a signal.
+    pub(crate) fn page_ready(&self) -> bool {
+        let Some(pc) = self.cpu(CpuId::current()) else {
+            return false;
+        };
+        let mut w = pc.waiters.lock();
+        let had = w.stats().ready;
+        let wake = w.ready(&pc.block, arch::ack_ready);
+        let signalled = w.stats().ready != had;
+        drop(w);
+        if let Some(i) = wake {
+            pc.wake[i].notify_all();
+        }
+        signalled
+    }
+
+    /// A data abort with the IMPDEF DFSC.  Returns once the access may be
+    /// retried, or `false` when the module has no state for this CPU.
+    pub(crate) fn impdef_abort(&self, may_sleep: bool) -> bool {
+        let cpu = CpuId::current();
+        let Some(pc) = self.cpu(cpu) else {
+            return false;
+        };
+        let mut w = pc.waiters.lock();
+        // Moved to another CPU before interrupts went off: the block of
+        // this one is not ours to read.  Retrying is always safe.
+        if CpuId::current() != cpu {
+            return true;
+        }
+        let slot = match w.not_present(&pc.block) {
+            Parked::Retry => return true,
+            Parked::Wait(slot) => slot,
+        };
+        w.count_wait(may_sleep);
+        if may_sleep {
+            while !w.woken(slot) {
+                pc.wake[slot].wait(&mut w);
+            }
+        } else {
+            while !w.woken(slot) {
+                // Preemption may be on where sleeping is not allowed: only
+                // consume a signal on the CPU it was sent to.
+                if CpuId::current() == cpu {
+                    if let Some(i) = w.ready(&pc.block, arch::ack_ready) {
+                        pc.wake[i].notify_all();
+                        continue;
+                    }
+                }
+                // Interrupts are off under the lock: WFI returns once one
+                // is pending, and it is taken when the lock is dropped.
+                arch::wait_for_interrupt();
+                drop(w);
+                w = pc.waiters.lock();
+            }
+        }
+        w.release(slot);
+        true
+    }
+
+    /// Stops new PAGE_NOT_PRESENT signals on this CPU.
+    fn fence(&self) {
+        if let Some(pc) = self.cpu(CpuId::current()) {
+            pc.waiters.lock().drain(&pc.block);
+        }
+    }
+
+    /// Lets the host deliver every PAGE_READY it owes before the feature
+    /// goes off; waits at most `DRAIN_MS`.  Returns whether it did.
+    pub(crate) fn drain(&self) -> bool {
+        arch::on_each_cpu(Self::fence);
+        for _ in 0..DRAIN_MS / 10 {
+            let drained = self
+                .cpus
+                .iter()
+                .all(|pc| pc.waiters.lock().drained(&pc.block));
+            if drained {
+                return true;
+            }
+            fsleep(Delta::from_millis(10));
+        }
+        false
+    }
+
+    /// The counters of every CPU, summed.
+    pub(crate) fn totals(&self) -> Stats {
+        let mut t = Stats::default();
+        for pc in &self.cpus {
+            let s = pc.waiters.lock().stats();
+            t.not_present += s.not_present;
+            t.ready += s.ready;
+            t.sleeps += s.sleeps;
+            t.lowpower_waits += s.lowpower_waits;
+            t.ready_first += s.ready_first;
+            t.spurious += s.spurious;
+            t.overflow += s.overflow;
+            t.woken_by_disable += s.woken_by_disable;
+        }
+        t
+    }
+
+    /// The debugfs table: one line per possible CPU.
+    pub(crate) fn show(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "cpu enabled not_present ready sleeps lowpower_waits sleepers \
+             ready_first spurious overflow woken_by_disable"
+        )?;
+        for (cpu, pc) in self.cpus.iter().enumerate() {
+            let w = pc.waiters.lock();
+            let s = w.stats();
+            writeln!(
+                f,
+                "{} {} {} {} {} {} {} {} {} {} {}",
+                cpu,
+                u8::from(w.enabled()),
+                s.not_present,
+                s.ready,
+                s.sleeps,
+                s.lowpower_waits,
+                w.sleepers(),
+                s.ready_first,
+                s.spurious,
+                s.overflow,
+                s.woken_by_disable
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The contexts of one CPU that wait for pages, keyed by token.
+//!
+//! A PAGE_NOT_PRESENT parks the faulting context in a slot under the
+//! signal's token; the PAGE_READY with that token marks exactly that slot
+//! woken.  Both run on the CPU the block belongs to with interrupts off,
+//! so a PAGE_READY cannot slip between consuming a PAGE_NOT_PRESENT and
+//! parking; one that comes before the PAGE_NOT_PRESENT is consumed drops
+//! it from the block, and the context that took the abort retries.
+
+use crate::block::Block;
+
+/// How many contexts of one CPU can wait at once.
+pub(crate) const SLOTS: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Slot {
+    Free,
+    Waiting(u32),
+    Woken,
+}
+
+/// What the signals of one CPU came to.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub(crate) struct Stats {
+    /// PAGE_NOT_PRESENT signals, consumed or dropped as already ready.
+    pub(crate) not_present: u64,
+    /// PAGE_READY signals, each acknowledged.
+    pub(crate) ready: u64,
+    /// Waits that slept, letting another task run.
+    pub(crate) sleeps: u64,
+    /// Waits in the low-power state, where the context could not sleep.
+    pub(crate) lowpower_waits: u64,
+    /// PAGE_READY signals that came before their PAGE_NOT_PRESENT was
+    /// consumed.
+    pub(crate) ready_first: u64,
+    /// IMPDEF aborts with no PAGE_NOT_PRESENT in the block.
+    pub(crate) spurious: u64,
+    /// PAGE_NOT_PRESENT signals with no free slot: their context retried.
+    pub(crate) overflow: u64,
+    /// Waiters woken because the CPU stopped taking signals.
+    pub(crate) woken_by_disable: u64,
+}
+
+/// What a PAGE_NOT_PRESENT abort comes to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Parked {
+    /// Nothing to wait for: return and retry the access.
+    Retry,
+    /// Wait until slot `.0` is woken, then release it.
+    Wait(usize),
+}
+
+/// The waiters of one CPU, and whether it takes signals.
+pub(crate) struct Waiters {
+    slots: [Slot; SLOTS],
+    enabled: bool,
+    draining: bool,
+    /// PAGE_NOT_PRESENT signals consumed whose PAGE_READY did not come yet.
+    owed: u64,
+    stats: Stats,
+}
+
+impl Waiters {
+    /// A CPU that takes no signals.
+    pub(crate) const fn new() -> Self {
+        Self {
+            slots: [Slot::Free; SLOTS],
+            enabled: false,
+            draining: false,
+            owed: 0,
+            stats: Stats {
+                not_present: 0,
+                ready: 0,
+                sleeps: 0,
+                lowpower_waits: 0,
+                ready_first: 0,
+                spurious: 0,
+                overflow: 0,
+                woken_by_disable: 0,
+            },
+        }
+    }
+
+    /// Starts taking signals afresh; what was owed before is forgotten
+    /// (the host dropped it when the CPU was disabled).
+    pub(crate) fn enable(&mut self) {
+        self.enabled = true;
+        self.draining = false;
+        self.owed = 0;
+    }
+
+    /// Stops taking signals and wakes every waiter.  Returns the woken
+    /// slots as a bitmap.
+    pub(crate) fn disable(&mut self) -> u64 {
+        self.enabled = false;
+        let mut woken = 0;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if let Slot::Waiting(_) = slot {
+                *slot = Slot::Woken;
+                woken |= 1 << i;
+                self.stats.woken_by_disable += 1;
+            }
+        }
+        woken
+    }
+
+    /// Whether the CPU takes signals.
+    pub(crate) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Stops new PAGE_NOT_PRESENT signals; PAGE_READY still comes.
+    pub(crate) fn drain(&mut self, block: &Block) {
+        self.draining = true;
+        block.fence();
+    }
+
+    /// Whether the host owes this CPU nothing.
+    pub(crate) fn drained(&self, block: &Block) -> bool {
+        !self.enabled || (self.owed == 0 && !block.unconsumed())
+    }
+
+    /// The IMPDEF abort, on the CPU that owns `block`, interrupts off.
+    pub(crate) fn not_present(&mut self, block: &Block) -> Parked {
+        let token = match block.take_not_present(self.draining) {
+            Some(token) if self.enabled => token,
+            _ => {
+                self.stats.spurious += 1;
+                return Parked::Retry;
+            }
+        };
+        self.stats.not_present += 1;
+        self.owed += 1;
+        match self.slots.iter().position(|s| *s == Slot::Free) {
+            Some(i) => {
+                self.slots[i] = Slot::Waiting(token);
+                Parked::Wait(i)
+            }
+            None => {
+                self.stats.overflow += 1;
+                Parked::Retry
+            }
+        }
+    }
+
+    /// The PAGE_READY interrupt, on the CPU that owns `block`, interrupts
+    /// off: consumes the signal, acknowledges it with `ack` and returns
+    /// the slot to wake, if a context waits for the token.
+    pub(crate) fn ready(&mut self, block: &Block, ack: impl FnOnce()) -> Option<usize> {
+        let token = block.take_ready()?;
+        ack();
+        self.stats.ready += 1;
+        if block.drop_unconsumed(token, self.draining) {
+            self.stats.not_present += 1;
+            self.stats.ready_first += 1;
+            return None;
+        }
+        self.owed = self.owed.saturating_sub(1);
+        let i = self.slots.iter().position(|s| *s == Slot::Waiting(token))?;
+        self.slots[i] = Slot::Woken;
+        Some(i)
+    }
+
+    /// Whether the context parked in slot `i` may go on.
+    pub(crate) fn woken(&self, i: usize) -> bool {
+        self.slots[i] == Slot::Woken
+    }
+
+    /// Frees slot `i` once its context went on.
+    pub(crate) fn release(&mut self, i: usize) {
+        self.slots[i] = Slot::Free;
+    }
+
+    /// Counts a wait that slept (`true`) or one in the low-power state.
+    pub(crate) fn count_wait(&mut self, slept: bool) {
+        if slept {
+            self.stats.sleeps += 1;
+        } else {
+            self.stats.lowpower_waits += 1;
+        }
+    }
+
+    /// How many contexts wait now.
+    pub(crate) fn sleepers(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Waiting(_)))
+            .count()
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> Stats {
+        self.stats
+    }
+}

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! KUnit tests of the guest's logic that needs no host: the control block
+//! as the host writes it, and the waiters.
+
+use kernel::prelude::*;
+
+#[kunit_tests(kvm_arm64_apf_guest)]
+mod waiters {
+    use crate::block::{Block, PAGE_NOT_PRESENT};
+    use crate::waiters::{Parked, Waiters, SLOTS};
+
+    fn enabled() -> Waiters {
+        let mut w = Waiters::new();
+        w.enable();
+        w
+    }
+
+    /// Parks a context on `token`, as the abort handler does.
+    fn park(w: &mut Waiters, b: &Block, token: u32) -> usize {
+        b.host_not_present(token);
+        match w.not_present(b) {
+            Parked::Wait(slot) => slot,
+            Parked::Retry => panic!("token {token} not parked"),
+        }
+    }
+
+    /// Signals PAGE_READY with `token`; returns the slot woken and how
+    /// many acknowledgements were written.
+    fn ready(w: &mut Waiters, b: &Block, token: u32) -> (Option<usize>, u32) {
+        let mut acks = 0;
+        b.host_ready(token);
+        let slot = w.ready(b, || acks += 1);
+        (slot, acks)
+    }
+
+    #[test]
+    fn ready_wakes_exactly_its_waiter() {
+        let (mut w, b) = (enabled(), Block::new());
+        let s1 = park(&mut w, &b, 11);
+        let s2 = park(&mut w, &b, 22);
+        assert_ne!(s1, s2);
+        // The abort handler consumed the reason.
+        assert_eq!(b.reason(), 0);
+        assert_eq!(ready(&mut w, &b, 22), (Some(s2), 1));
+        assert!(w.woken(s2));
+        assert!(!w.woken(s1));
+        assert_eq!(w.sleepers(), 1);
+        w.release(s2);
+        assert_eq!(ready(&mut w, &b, 11), (Some(s1), 1));
+        w.release(s1);
+        assert_eq!(w.sleepers(), 0);
+    }
+
+    #[test]
+    fn ready_before_the_waiter_sleeps() {
+        // The PAGE_READY comes between parking and sleeping: the slot is
+        // already woken when its context looks, so it does not sleep.
+        let (mut w, b) = (enabled(), Block::new());
+        let s = park(&mut w, &b, 5);
+        assert_eq!(ready(&mut w, &b, 5), (Some(s), 1));
+        assert!(w.woken(s));
+    }
+
+    #[test]
+    fn ready_before_not_present_is_consumed() {
+        // The PAGE_READY comes before the abort handler read the block:
+        // the PAGE_NOT_PRESENT is dropped and the handler retries.
+        let (mut w, b) = (enabled(), Block::new());
+        b.host_not_present(9);
+        assert_eq!(ready(&mut w, &b, 9), (None, 1));
+        assert_eq!(b.reason(), 0);
+        assert_eq!(w.not_present(&b), Parked::Retry);
+        let s = w.stats();
+        assert_eq!((s.not_present, s.ready, s.ready_first), (1, 1, 1));
+        assert!(w.drained(&b));
+    }
+
+    #[test]
+    fn every_ready_is_acknowledged_once() {
+        let (mut w, b) = (enabled(), Block::new());
+        // No signal in the block: a spurious interrupt, nothing to ack.
+        let mut acks = 0;
+        assert_eq!(w.ready(&b, || acks += 1), None);
+        assert_eq!(acks, 0);
+        // A PAGE_READY nobody waits for is still consumed and acked.
+        assert_eq!(ready(&mut w, &b, 77), (None, 1));
+        // Consumed once.
+        assert_eq!(w.ready(&b, || acks += 1), None);
+        assert_eq!(acks, 0);
+        assert_eq!(w.stats().ready, 1);
+    }
+
+    #[test]
+    fn spurious_abort_retries() {
+        let (mut w, b) = (enabled(), Block::new());
+        assert_eq!(w.not_present(&b), Parked::Retry);
+        assert_eq!(w.stats().spurious, 1);
+        // A disabled CPU parks nobody.
+        let mut off = Waiters::new();
+        b.host_not_present(3);
+        assert_eq!(off.not_present(&b), Parked::Retry);
+    }
+
+    #[test]
+    fn disable_wakes_every_waiter() {
+        let (mut w, b) = (enabled(), Block::new());
+        let s1 = park(&mut w, &b, 1);
+        let s2 = park(&mut w, &b, 2);
+        let woken = w.disable();
+        assert_eq!(woken, (1 << s1) | (1 << s2));
+        assert!(w.woken(s1) && w.woken(s2));
+        assert!(!w.enabled());
+        assert_eq!(w.stats().woken_by_disable, 2);
+    }
+
+    #[test]
+    fn full_table_retries() {
+        let (mut w, b) = (enabled(), Block::new());
+        for token in 1..=SLOTS as u32 {
+            park(&mut w, &b, token);
+        }
+        b.host_not_present(1000);
+        assert_eq!(w.not_present(&b), Parked::Retry);
+        assert_eq!(w.stats().overflow, 1);
+        // Its PAGE_READY finds no waiter and is still acknowledged.
+        assert_eq!(ready(&mut w, &b, 1000), (None, 1));
+    }
+
+    #[test]
+    fn drain_fences_and_counts_what_is_owed() {
+        let (mut w, b) = (enabled(), Block::new());
+        let s = park(&mut w, &b, 4);
+        w.drain(&b);
+        // The fence stops new PAGE_NOT_PRESENT.
+        assert_ne!(b.reason(), 0);
+        assert_ne!(b.reason(), PAGE_NOT_PRESENT);
+        // One PAGE_READY is owed.
+        assert!(!w.drained(&b));
+        assert_eq!(ready(&mut w, &b, 4), (Some(s), 1));
+        w.release(s);
+        assert!(w.drained(&b));
+        // The fence stays up.
+        assert_ne!(b.reason(), 0);
+    }
+
+    #[test]
+    fn consuming_while_draining_keeps_the_fence() {
+        let (mut w, b) = (enabled(), Block::new());
+        b.host_not_present(8);
+        w.drain(&b);
+        // An unconsumed signal stays.
+        assert_eq!(b.reason(), PAGE_NOT_PRESENT);
+        let s = match w.not_present(&b) {
+            Parked::Wait(s) => s,
+            Parked::Retry => panic!("not parked"),
+        };
+        assert_ne!(b.reason(), 0);
+        assert_ne!(b.reason(), PAGE_NOT_PRESENT);
+        assert_eq!(ready(&mut w, &b, 8), (Some(s), 1));
+    }
+}
