@@ -5,6 +5,7 @@
 #   make run     build, boot the KVM host (L1) under QEMU, boot a guest (L2)
 #                under KVM inside it, show both reached userspace
 #   make test    everything from a clean clone: deps, build, boot, tests
+#   make bench   what asynchronous page faults buy a guest under pressure
 #   make help    every target
 
 # Build output lives outside the clone, one folder per clone.
@@ -33,12 +34,13 @@ TESTS ?= $(shell awk '/^\# --- not in the default run/ { exit } \
 	!/^\#/ && NF { print $$1 }' scripts/tests.list)
 
 .PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
-	selftests rootfs test run shell clean
+	selftests rootfs test bench run shell clean
 
 help:
 	@echo 'make run          build what is needed, boot L1 and L2 in it'
 	@echo 'make shell        an interactive shell in L1 (run-l2 starts a guest)'
 	@echo 'make test         deps, build, boot L1, run the tests, report'
+	@echo 'make bench        deps, build, boot L1, benchmark L2 under memory pressure'
 	@echo 'make deps         install the pinned host tools (apt, cargo)'
 	@echo 'make linux        create linux/ from the pinned base + patches/'
 	@echo 'make patches      regenerate patches/ from linux/ and the source folders'
@@ -88,6 +90,10 @@ rootfs: selftests
 test: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
 	@scripts/run-tests.sh $(TESTS)
+
+bench: deps
+	@+$(MAKE) --no-print-directory kernel rootfs
+	@scripts/bench.sh
 
 run: deps
 	@+$(MAKE) --no-print-directory kernel rootfs

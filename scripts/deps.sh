@@ -50,6 +50,7 @@ pkgs=(
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 	mmdebstrap cpio xz-utils zstd bc bison flex libelf-dev libssl-dev
 	python3 python3-ply python3-git rsync kmod
+	"python3-matplotlib=$MATPLOTLIB_VERSION"
 )
 
 missing=()

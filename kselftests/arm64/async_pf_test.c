@@ -35,6 +35,7 @@ enum stage {
 	STAGE_LIMIT,
 	STAGE_LIMIT_READY,
 	STAGE_DUPLICATE,
+	STAGE_MASKED,
 	STAGE_DISABLED,
 };
 
@@ -235,10 +236,16 @@ static void guest_code(void)
 	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[base]), first);
 	GUEST_SYNC(STAGE_DUPLICATE);
 
+	/* With IRQs masked PAGE_READY could not be taken: no signal. */
+	local_irq_disable();
+	touch_present(max_pending + 3);
+	local_irq_enable();
+	GUEST_SYNC(STAGE_MASKED);
+
 	/* Disabled: served pages come in without a signal. */
 	set_ctrl(0);
 	GUEST_ASSERT_EQ(get_ctrl(), 0);
-	touch_present(max_pending + 3);
+	touch_present(max_pending + 4);
 	GUEST_SYNC(STAGE_DISABLED);
 
 	GUEST_DONE();
@@ -490,6 +497,11 @@ static void test_signals(void)
 	ksft_test_result_pass("a page being fetched is not queued twice\n");
 
 	not_present = vcpu_get_stat(vcpu, apf_not_present);
+	run_to(vcpu, STAGE_MASKED);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present);
+	ksft_test_result_pass("synchronous at EL1 with IRQs masked\n");
+
+	not_present = vcpu_get_stat(vcpu, apf_not_present);
 	ready = vcpu_get_stat(vcpu, apf_ready);
 	run_to(vcpu, STAGE_DISABLED);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present);
@@ -513,6 +525,7 @@ static void test_signals(void)
 static void guest_teardown(void)
 {
 	set_ctrl(block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1);
+	local_irq_enable();
 	touch_not_present(0);
 	GUEST_SYNC(STAGE_NOT_PRESENT);
 	GUEST_FAIL("the VM should be gone");
@@ -624,7 +637,7 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(feature_offered());
 
 	ksft_print_header();
-	ksft_set_plan(12);
+	ksft_set_plan(13);
 
 	test_signals();
 	test_teardown();

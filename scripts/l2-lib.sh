@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: GPL-2.0
+# Sourced by the L1 scripts that run L2 under memory pressure:
+#   l2_setup             swap on L1's throttled disk, a memory cgroup "l2"
+#   l2_run NAME HIGH APPEND [VAR=VALUE...]
+#                        boot L2 in the cgroup, with memory.high at HIGH
+#                        ("max": no limit), L2_APPEND+=APPEND and the
+#                        environment VAR=VALUE (LD_PRELOAD to hide the
+#                        feature); once L2 unloaded its module, read KVM's
+#                        stats of the VM and power it off.  Sets
+#                        l2_log, l2_kvm_np, l2_kvm_ready, l2_swapin,
+#                        l2_guest_np, l2_guest_ready, l2_guest_sleeps,
+#                        l2_guest_lowpower ("none" when not enabled).
+cg=/sys/fs/cgroup
+
+l2_setup() {
+	grep -q ' /sys/fs/cgroup ' /proc/mounts || mount -t cgroup2 none $cg
+	echo +memory >$cg/cgroup.subtree_control
+	mkdir -p $cg/l2
+	grep -q '^/dev/vda ' /proc/swaps ||
+		{ mkswap /dev/vda >/dev/null && swapon /dev/vda; }
+}
+
+l2_pswpin() { awk '/^pswpin / { print $2 }' /proc/vmstat; }
+l2_stat() { cat /sys/kernel/debug/kvm/"$1" 2>/dev/null || echo missing; }
+
+l2_run() {
+	name=$1 high=$2 append=$3
+	shift 3
+	l2_log=/tmp/l2-$name.log
+	echo "$high" >$cg/l2/memory.high
+	swapin0=$(l2_pswpin)
+	env "$@" L2_APPEND="$append sysctl.kernel.hung_task_timeout_secs=60" \
+		sh -c "echo \$\$ >$cg/l2/cgroup.procs && exec run-l2" \
+		>"$l2_log" 2>&1 &
+	pid=$!
+	while kill -0 $pid 2>/dev/null && ! grep -q '@@L2 done@@' "$l2_log"; do
+		sleep 1
+	done
+	l2_kvm_np=$(l2_stat apf_not_present)
+	l2_kvm_ready=$(l2_stat apf_ready)
+	l2_swapin=$(($(l2_pswpin) - swapin0))
+	kill $pid 2>/dev/null
+	wait $pid
+	# shellcheck disable=SC2046
+	set -- $(sed -n 's/.*@@L2 module disabled: \([0-9]*\) PAGE_NOT_PRESENT, \([0-9]*\) PAGE_READY, \([0-9]*\) sleeps, \([0-9]*\) low-power.*/\1 \2 \3 \4/p' "$l2_log")
+	l2_guest_np=${1:-none} l2_guest_ready=${2:-none}
+	l2_guest_sleeps=${3:-none} l2_guest_lowpower=${4:-none}
+}
+
+# Whether L2's log shows a hung task, BUG, WARNING or oops.
+l2_splat() { grep -qE 'blocked for more than|BUG|WARNING|Oops' "$1"; }
