@@ -3,9 +3,9 @@
 #
 # bench.sh: what asynchronous page faults buy a guest under host memory
 # pressure.  Boots L1 once, runs l2-bench in it (the "bench" line of
-# scripts/tests.list), then scripts/bench-report turns the console's
-# @@BENCH lines into bench.json, a table and bench.png, all in
-# $BUILD/results/bench-<date>/.
+# scripts/tests.list), then scripts/bench-report
+# turns the console's @@BENCH lines into bench.json, a table and bench.png,
+# all in $BUILD/results/bench-<date>/.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,15 +1,20 @@
 # SPDX-License-Identifier: GPL-2.0
 # Sourced by the L1 scripts that run L2 under memory pressure:
 #   l2_setup             swap on L1's throttled disk, a memory cgroup "l2"
-#   l2_run NAME HIGH APPEND [VAR=VALUE...]
-#                        boot L2 in the cgroup, with memory.high at HIGH
-#                        ("max": no limit), L2_APPEND+=APPEND and the
-#                        environment VAR=VALUE (LD_PRELOAD to hide the
-#                        feature); once L2 unloaded its module, read KVM's
-#                        stats of the VM and power it off.  Sets
-#                        l2_log, l2_kvm_np, l2_kvm_ready, l2_swapin,
-#                        l2_guest_np, l2_guest_ready, l2_guest_sleeps,
-#                        l2_guest_lowpower ("none" when not enabled).
+#   l2_run NAME LIMIT APPEND [VAR=VALUE...]
+#                        boot L2 in the cgroup, with its memory.high at
+#                        LIMIT ("max": no limit),
+#                        L2_APPEND+=APPEND and the environment VAR=VALUE
+#                        (LD_PRELOAD to hide the feature); once L2 unloaded
+#                        its module, read KVM's stats of the VM and power
+#                        it off.  Sets l2_log, l2_kvm_np, l2_kvm_ready,
+#                        l2_swapin, l2_guest_np, l2_guest_ready,
+#                        l2_guest_sleeps, l2_guest_lowpower ("none" when
+#                        not enabled), l2_kvm_exits (the VM's exits to KVM),
+#                        and how the run loaded L1:
+#                        l2_l1_busy (percent of all L1 CPUs), l2_vmm_cpu_s
+#                        (the VMM's CPU time), l2_memcg_high (memory.high
+#                        events: reclaim and throttling).
 cg=/sys/fs/cgroup
 
 l2_setup() {
@@ -21,6 +26,10 @@ l2_setup() {
 }
 
 l2_pswpin() { awk '/^pswpin / { print $2 }' /proc/vmstat; }
+# busy and total jiffies of all CPUs
+l2_cpu() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i;
+	print t - $5 - $6, t }' /proc/stat; }
+l2_memcg_high() { awk '$1 == "high" { print $2 }' $cg/l2/memory.events; }
 l2_stat() { cat /sys/kernel/debug/kvm/"$1" 2>/dev/null || echo missing; }
 
 l2_run() {
@@ -29,6 +38,10 @@ l2_run() {
 	l2_log=/tmp/l2-$name.log
 	echo "$high" >$cg/l2/memory.high
 	swapin0=$(l2_pswpin)
+	high0=$(l2_memcg_high)
+	read -r busy0 total0 <<-EOF
+	$(l2_cpu)
+	EOF
 	env "$@" L2_APPEND="$append sysctl.kernel.hung_task_timeout_secs=60" \
 		sh -c "echo \$\$ >$cg/l2/cgroup.procs && exec run-l2" \
 		>"$l2_log" 2>&1 &
@@ -38,7 +51,14 @@ l2_run() {
 	done
 	l2_kvm_np=$(l2_stat apf_not_present)
 	l2_kvm_ready=$(l2_stat apf_ready)
+	l2_kvm_exits=$(l2_stat exits)
 	l2_swapin=$(($(l2_pswpin) - swapin0))
+	l2_memcg_high=$(($(l2_memcg_high) - high0))
+	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/$pid/stat 2>/dev/null)
+	read -r busy total <<-EOF
+	$(l2_cpu)
+	EOF
+	l2_l1_busy=$(((busy - busy0) * 100 / (total - total0)))
 	kill $pid 2>/dev/null
 	wait $pid
 	# shellcheck disable=SC2046
