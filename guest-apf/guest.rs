@@ -104,7 +104,7 @@ impl Guest {
         pc.wake(woken);
     }
 
-    /// Turns the feature off on this CPU, from a cross-CPU call.
+    /// Turns the feature off on every online CPU (reboot, kexec).
     pub(crate) fn shut_down(&self) {
         arch::on_each_cpu(|g| g.cpu_offline(CpuId::current()));
     }
