@@ -6,18 +6,24 @@
 #                under KVM inside it, show both reached userspace
 #   make test    everything from a clean clone: deps, build, boot, tests
 #   make bench   what asynchronous page faults buy a guest under pressure
+#   make test-debug  the tests on a kernel with lockdep, KASAN, kmemleak
+#   make soak    guests under a swap storm for 20 minutes
 #   make help    every target
 
 # Build output lives outside the clone, one folder per clone.
 CACHE ?= $(HOME)/.cache/rust-kvm-apf
 BUILD ?= $(CACHE)/$(notdir $(CURDIR))-$(shell printf %s '$(CURDIR)' | md5sum | cut -c1-8)
 export CACHE BUILD
+# Multiplies the tests' time limits: test-debug sets it.
+export TIME_SCALE
 
 LLVM_BIN := /usr/lib/llvm-19/bin
 export PATH := $(LLVM_BIN):$(HOME)/.cargo/bin:$(PATH)
 JOBS ?= $(shell nproc)
 
 KBUILD := $(BUILD)/linux
+# The configuration fragments merged over allnoconfig.
+KCONFIG ?= scripts/kernel.config
 # How every kbuild invocation here, the scripts' included, builds the kernel.
 KBUILD_ARGS := ARCH=arm64 LLVM=1 RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library
 export KBUILD_ARGS
@@ -34,12 +40,14 @@ TESTS ?= $(shell awk '/^\# --- not in the default run/ { exit } \
 	!/^\#/ && NF { print $$1 }' scripts/tests.list)
 
 .PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
-	selftests rootfs test bench run shell clean
+	selftests rootfs test test-debug soak bench run shell clean
 
 help:
 	@echo 'make run          build what is needed, boot L1 and L2 in it'
 	@echo 'make shell        an interactive shell in L1 (run-l2 starts a guest)'
 	@echo 'make test         deps, build, boot L1, run the tests, report'
+	@echo 'make test-debug   make test on a debug kernel (lockdep, KASAN, kmemleak)'
+	@echo 'make soak         deps, build, boot L1, 2 guests under a swap storm for 20 min'
 	@echo 'make bench        deps, build, boot L1, benchmark L2 under memory pressure'
 	@echo 'make deps         install the pinned host tools (apt, cargo)'
 	@echo 'make linux        create linux/ from the pinned base + patches/'
@@ -71,7 +79,7 @@ check-bisect: kernel
 	@scripts/check-bisect.sh
 
 config: linux
-	@scripts/kconfig.sh "$(KBUILD)" scripts/kernel.config
+	@scripts/kconfig.sh "$(KBUILD)" $(KCONFIG)
 
 kernel: config
 	@echo "==> kernel: building Image and modules in $(KBUILD)"
@@ -90,6 +98,17 @@ rootfs: selftests
 test: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
 	@scripts/run-tests.sh $(TESTS)
+
+# The same tests on a kernel built with scripts/debug.config too, in its
+# own build folder; the checkers slow everything down, so the time limits
+# are scaled.
+test-debug:
+	@+$(MAKE) --no-print-directory test BUILD=$(BUILD)-debug \
+		KCONFIG="scripts/kernel.config scripts/debug.config" TIME_SCALE=4
+
+soak: deps
+	@+$(MAKE) --no-print-directory kernel rootfs
+	@scripts/run-tests.sh soak
 
 bench: deps
 	@+$(MAKE) --no-print-directory kernel rootfs

@@ -310,9 +310,11 @@ impl Hooks {
 
 /// Undoes what `Hooks::install` registered before CPU hotplug.
 fn unregister(reboot: &Opaque<bindings::notifier_block>) {
-    // SAFETY: Both were registered by `Hooks::install`.  Unregistering the
-    // abort handler waits until no CPU runs it; the caller made sure that
-    // every context waiting in it was woken.
+    // SAFETY: Both were registered by `Hooks::install`.  No CPU takes
+    // signals any more (CPU hotplug teardown disabled each one, or none was
+    // enabled), as unregistering the abort handler requires; it then waits
+    // for the aborts taken before and until no CPU runs the handler, and
+    // the caller made sure that every context waiting in it was woken.
     unsafe {
         bindings::unregister_reboot_notifier(reboot.get());
         bindings::arm64_unregister_impdef_abort_handler(&ABORT_HANDLER);

@@ -12,7 +12,7 @@ use kernel::time::{delay::fsleep, Delta};
 
 use crate::arch::{self, Ppi};
 use crate::block::Block;
-use crate::waiters::{Parked, Stats, Waiters, SLOTS};
+use crate::waiters::{Parked, Ready, Stats, Waiters, SLOTS};
 
 /// How long unloading waits for the PAGE_READY signals the host owes.
 const DRAIN_MS: i64 = 10_000;
@@ -34,6 +34,20 @@ impl PerCpu {
             waiters <- new_spinlock_irq!(Waiters::new(), "kvm_apf_guest::waiters"),
             wake <- pin_init::pin_init_array_from_fn(|_| new_condvar!("kvm_apf_guest::wake")),
         })
+    }
+
+    /// Consumes and acknowledges a PAGE_READY, if the block holds one,
+    /// and wakes the context waiting for its token.  Runs on this CPU with
+    /// `w` locked.  Returns whether there was a signal.
+    fn take_ready(&self, w: &mut Waiters) -> bool {
+        match w.ready(&self.block, arch::ack_ready) {
+            Ready::Nothing => false,
+            Ready::Acked => true,
+            Ready::Wake(i) => {
+                self.wake[i].notify_all();
+                true
+            }
+        }
     }
 
     /// Wakes the contexts in the slots of bitmap `slots`.
@@ -115,14 +129,7 @@ impl Guest {
             return false;
         };
         let mut w = pc.waiters.lock();
-        let had = w.stats().ready;
-        let wake = w.ready(&pc.block, arch::ack_ready);
-        let signalled = w.stats().ready != had;
-        drop(w);
-        if let Some(i) = wake {
-            pc.wake[i].notify_all();
-        }
-        signalled
+        pc.take_ready(&mut w)
     }
 
     /// A data abort with the IMPDEF DFSC.  Returns once the access may be
@@ -151,11 +158,8 @@ impl Guest {
             while !w.woken(slot) {
                 // Preemption may be on where sleeping is not allowed: only
                 // consume a signal on the CPU it was sent to.
-                if CpuId::current() == cpu {
-                    if let Some(i) = w.ready(&pc.block, arch::ack_ready) {
-                        pc.wake[i].notify_all();
-                        continue;
-                    }
+                if CpuId::current() == cpu && pc.take_ready(&mut w) {
+                    continue;
                 }
                 // Interrupts are off under the lock: WFI returns once one
                 // is pending, and it is taken when the lock is dropped.
@@ -196,15 +200,7 @@ impl Guest {
     pub(crate) fn totals(&self) -> Stats {
         let mut t = Stats::default();
         for pc in &self.cpus {
-            let s = pc.waiters.lock().stats();
-            t.not_present += s.not_present;
-            t.ready += s.ready;
-            t.sleeps += s.sleeps;
-            t.lowpower_waits += s.lowpower_waits;
-            t.ready_first += s.ready_first;
-            t.spurious += s.spurious;
-            t.overflow += s.overflow;
-            t.woken_by_disable += s.woken_by_disable;
+            t += pc.waiters.lock().stats();
         }
         t
     }

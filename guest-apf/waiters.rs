@@ -52,6 +52,31 @@ pub(crate) enum Parked {
     Wait(usize),
 }
 
+impl core::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.not_present += o.not_present;
+        self.ready += o.ready;
+        self.sleeps += o.sleeps;
+        self.lowpower_waits += o.lowpower_waits;
+        self.ready_first += o.ready_first;
+        self.spurious += o.spurious;
+        self.overflow += o.overflow;
+        self.woken_by_disable += o.woken_by_disable;
+    }
+}
+
+/// What a PAGE_READY interrupt comes to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Ready {
+    /// No signal in the block: a spurious interrupt.
+    Nothing,
+    /// A signal, consumed and acknowledged, that no parked context waits
+    /// for.
+    Acked,
+    /// A signal, consumed and acknowledged: wake the context in slot `.0`.
+    Wake(usize),
+}
+
 /// The waiters of one CPU, and whether it takes signals.
 pub(crate) struct Waiters {
     slots: [Slot; SLOTS],
@@ -146,21 +171,27 @@ impl Waiters {
     }
 
     /// The PAGE_READY interrupt, on the CPU that owns `block`, interrupts
-    /// off: consumes the signal, acknowledges it with `ack` and returns
-    /// the slot to wake, if a context waits for the token.
-    pub(crate) fn ready(&mut self, block: &Block, ack: impl FnOnce()) -> Option<usize> {
-        let token = block.take_ready()?;
+    /// off: consumes the signal and acknowledges it with `ack`, and marks
+    /// woken the slot waiting for its token.
+    pub(crate) fn ready(&mut self, block: &Block, ack: impl FnOnce()) -> Ready {
+        let Some(token) = block.take_ready() else {
+            return Ready::Nothing;
+        };
         ack();
         self.stats.ready += 1;
         if block.drop_unconsumed(token, self.draining) {
             self.stats.not_present += 1;
             self.stats.ready_first += 1;
-            return None;
+            return Ready::Acked;
         }
         self.owed = self.owed.saturating_sub(1);
-        let i = self.slots.iter().position(|s| *s == Slot::Waiting(token))?;
-        self.slots[i] = Slot::Woken;
-        Some(i)
+        match self.slots.iter().position(|s| *s == Slot::Waiting(token)) {
+            Some(i) => {
+                self.slots[i] = Slot::Woken;
+                Ready::Wake(i)
+            }
+            None => Ready::Acked,
+        }
     }
 
     /// Whether the context parked in slot `i` may go on.

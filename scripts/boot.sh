@@ -54,7 +54,8 @@ watchdog() {
 		*) cur=; continue ;;
 		esac
 		[ "$t" = "$cur" ] || { cur=$t since=$now; }
-		lim=$(awk -v n="$t" '$1 == n { print $2 }' "$top/scripts/tests.list")
+		lim=$(awk -v n="$t" -v s="${TIME_SCALE:-1}" '$1 == n { print $2 * s }' \
+			"$top/scripts/tests.list")
 		if [ $((now - since)) -gt $((${lim:-0} + 60)) ]; then
 			echo "@@APF-WATCHDOG: $t ran past its limit of ${lim}s, L1 killed@@" >>"$log"
 			kill "$pid"
@@ -77,7 +78,7 @@ test)
 	# run instead of waiting for their timeouts.
 	: >"$log"
 	timeout -k 10 "$limit" "${l1[@]}" \
-		-append "$append oops=panic apf.mode=test apf.tests=$tests" \
+		-append "$append oops=panic apf.mode=test apf.tests=$tests apf.time_scale=${TIME_SCALE:-1}" \
 		</dev/null >>"$log" 2>&1 &
 	qemu=$!
 	watchdog "$log" "$qemu" &

@@ -11,6 +11,8 @@
 #                        l2_swapin, l2_guest_np, l2_guest_ready,
 #                        l2_guest_sleeps, l2_guest_lowpower ("none" when
 #                        not enabled), l2_kvm_exits (the VM's exits to KVM),
+#                        l2_kvm_sync (faults KVM could have signalled but
+#                        resolved synchronously),
 #                        and how the run loaded L1:
 #                        l2_l1_busy (percent of all L1 CPUs), l2_vmm_cpu_s
 #                        (the VMM's CPU time), l2_memcg_high (memory.high
@@ -32,26 +34,45 @@ l2_cpu() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i;
 l2_memcg_high() { awk '$1 == "high" { print $2 }' $cg/l2/memory.events; }
 l2_stat() { cat /sys/kernel/debug/kvm/"$1" 2>/dev/null || echo missing; }
 
-l2_run() {
+# l2_start NAME LIMIT APPEND [VAR=VALUE...]: boot L2 in the background in
+# the cgroup, as l2_run does; sets l2_pid and l2_log.
+l2_start() {
 	name=$1 high=$2 append=$3
 	shift 3
 	l2_log=/tmp/l2-$name.log
 	echo "$high" >$cg/l2/memory.high
+	env "$@" L2_APPEND="$append sysctl.kernel.hung_task_timeout_secs=60" \
+		sh -c "echo \$\$ >$cg/l2/cgroup.procs && exec run-l2" \
+		>"$l2_log" 2>&1 &
+	l2_pid=$!
+}
+
+# l2_wait PATTERN SECONDS: wait until L2's log has PATTERN, or its QEMU
+# exited, or SECONDS passed; status 0 only when the pattern came.
+l2_wait() {
+	i=0
+	while ! grep -q "$1" "$l2_log"; do
+		kill -0 "$l2_pid" 2>/dev/null && [ $i -lt "$2" ] || return 1
+		sleep 1
+		i=$((i + 1))
+	done
+}
+
+l2_run() {
 	swapin0=$(l2_pswpin)
 	high0=$(l2_memcg_high)
 	read -r busy0 total0 <<-EOF
 	$(l2_cpu)
 	EOF
-	env "$@" L2_APPEND="$append sysctl.kernel.hung_task_timeout_secs=60" \
-		sh -c "echo \$\$ >$cg/l2/cgroup.procs && exec run-l2" \
-		>"$l2_log" 2>&1 &
-	pid=$!
+	l2_start "$@"
+	pid=$l2_pid
 	while kill -0 $pid 2>/dev/null && ! grep -q '@@L2 done@@' "$l2_log"; do
 		sleep 1
 	done
 	l2_kvm_np=$(l2_stat apf_not_present)
 	l2_kvm_ready=$(l2_stat apf_ready)
 	l2_kvm_exits=$(l2_stat exits)
+	l2_kvm_sync=$(l2_stat apf_sync)
 	l2_swapin=$(($(l2_pswpin) - swapin0))
 	l2_memcg_high=$(($(l2_memcg_high) - high0))
 	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/$pid/stat 2>/dev/null)
@@ -67,5 +88,8 @@ l2_run() {
 	l2_guest_sleeps=${3:-none} l2_guest_lowpower=${4:-none}
 }
 
-# Whether L2's log shows a hung task, BUG, WARNING or oops.
-l2_splat() { grep -qE 'blocked for more than|BUG|WARNING|Oops' "$1"; }
+# Whether L2's log shows a hung task, BUG (KASAN's included), WARNING
+# (lockdep's included), oops or kmemleak suspect.
+l2_splat() {
+	grep -qE 'blocked for more than|BUG|WARNING|Oops|suspected memory leak' "$1"
+}

@@ -51,7 +51,6 @@ mkdir -p "$work/l2"/{dev,proc,sys,tmp,lib/modules}
 install -m 755 "$top/scripts/l2-init" "$work/l2/init"
 install -m 644 "$module" "$work/l2/lib/modules/"
 "${cc[@]}" -static -o "$work/l2/bin/apf-touch" "$top/scripts/apf-touch.c"
-"${cc[@]}" -static -o "$work/l2/bin/apf-bench" "$top/scripts/apf-bench.c"
 cpio_from "$work/l2" /dev/stdout | gzip -1 >"$BUILD/l2.cpio.gz"
 
 say "L1 initramfs"
@@ -62,6 +61,9 @@ install -m 755 "$top/scripts/run-l2" "$work/l1/bin/run-l2"
 install -m 755 "$top/scripts/l2-boot-test" "$work/l1/bin/l2-boot-test"
 install -m 755 "$top/scripts/l2-pressure-test" "$work/l1/bin/l2-pressure-test"
 install -m 755 "$top/scripts/l2-bench" "$work/l1/bin/l2-bench"
+for t in teardown idle soak; do
+	install -m 755 "$top/scripts/l2-$t-test" "$work/l1/bin/l2-$t-test"
+done
 mkdir -p "$work/l1/lib/modules" "$work/l1/usr/lib/apf"
 install -m 644 "$top/scripts/l2-lib.sh" "$work/l1/usr/lib/apf/l2-lib.sh"
 install -m 644 "$module" "$work/l1/lib/modules/"

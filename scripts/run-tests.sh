@@ -19,7 +19,10 @@ stamp=$(date +%Y%m%d-%H%M%S)
 out=$BUILD/results/$stamp
 mkdir -p "$out"
 log=$out/console.log
-BOOT_LIMIT=${BOOT_LIMIT:-300}
+# TIME_SCALE multiplies every time limit (a debug kernel is slower).
+scale=${TIME_SCALE:-1}
+BOOT_LIMIT=${BOOT_LIMIT:-$((300 * scale))}
+export BOOT_LIMIT TIME_SCALE=$scale
 
 n=0 pass=0 fail=0 skip=0
 report() {	# report NAME ok|fail|skip [DETAIL]
@@ -32,8 +35,8 @@ report() {	# report NAME ok|fail|skip [DETAIL]
 }
 
 limit_of() {
-	awk -v n="$1" '$1 == n { print $2; found = 1 } END { if (!found) print 0 }' \
-		"$top/scripts/tests.list"
+	awk -v n="$1" -v s="$scale" '$1 == n { print $2 * s; found = 1 }
+		END { if (!found) print 0 }' "$top/scripts/tests.list"
 }
 
 echo "TAP version 13"

@@ -21,6 +21,10 @@
 
 #define TEST_SLOT		10
 #define TEST_GPA		0xc0000000ULL
+#define RO_SLOT			11
+#define RO_GPA			0xd0000000ULL
+#define BLOCK_SLOT		12
+#define BLOCK_GPA		0xe0000000ULL
 #define TEST_PAGES		64
 #define PATTERN(page)		(0xa5a5000000000000ULL | (page))
 
@@ -37,6 +41,10 @@ enum stage {
 	STAGE_DUPLICATE,
 	STAGE_MASKED,
 	STAGE_DISABLED,
+	STAGE_SPURIOUS_ACK,
+	STAGE_MOVED,
+	STAGE_MOVED_READY,
+	STAGE_BLOCK_GONE,
 };
 
 /* Shared with the guest. */
@@ -618,6 +626,287 @@ static void test_refused_with_el2(void)
 	ksft_test_result_pass("refused to a vCPU with EL2 (nested virt)\n");
 }
 
+/*
+ * Bad input: every value a guest or a VMM could put in SYS_ASYNC_PF_EL1.
+ * The guest RAM KVM may write, for ctrl_takes(); shared with the guest.
+ */
+static struct {
+	u64 start, end;
+} ram[4];
+static int nr_ram;
+static struct kvm_random_state rng;
+/* What the guest tried and how many took effect; read back by the host. */
+static u64 tried, taken;
+
+/* Whether a write of @val takes effect, as async-pf.rst says. */
+static bool ctrl_takes(u64 val)
+{
+	u64 addr = val & KVM_ARM_APF_CTRL_ADDR_MASK;
+	int i;
+
+	if (val & ~(KVM_ARM_APF_CTRL_ADDR_MASK | KVM_ARM_APF_CTRL_ENABLE |
+		    KVM_ARM_APF_CTRL_EL1))
+		return false;
+	if (!(val & KVM_ARM_APF_CTRL_ENABLE))
+		return !val;
+	for (i = 0; i < nr_ram; i++)
+		if (addr >= ram[i].start && addr + sizeof(struct kvm_arm_apf_block) <= ram[i].end)
+			return true;
+	return false;
+}
+
+#define NR_RANDOM	1000
+
+/*
+ * The value number @i of a run: first every interesting address with every
+ * interesting flag combination, then random values of three kinds: any 64
+ * bits, any address field with random low bits, and a random block in RAM
+ * with one of the interesting flag combinations.  Returns false past the
+ * last one.
+ */
+static bool bad_value(int i, u64 *val)
+{
+	const u64 flags[] = {
+		0, KVM_ARM_APF_CTRL_ENABLE, KVM_ARM_APF_CTRL_EL1,
+		KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1,
+		KVM_ARM_APF_CTRL_ENABLE | BIT(2), KVM_ARM_APF_CTRL_ENABLE | BIT(5),
+		KVM_ARM_APF_CTRL_ENABLE | BIT(52), KVM_ARM_APF_CTRL_ENABLE | BIT(63),
+	};
+	const u64 addrs[] = {
+		block_gpa, ram[0].start, ram[0].end - 64,
+		ram[0].end - 32,		/* would cross into the next page */
+		ram[0].end,			/* unmapped: the ucall MMIO page */
+		ram[0].start - 64, RO_GPA, RO_GPA + page_size - 64,
+		BLOCK_GPA, BLOCK_GPA + page_size, GICD_BASE_GPA, GICR_BASE_GPA,
+		0, KVM_ARM_APF_CTRL_ADDR_MASK, BIT(51),
+	};
+	int n = ARRAY_SIZE(flags) * ARRAY_SIZE(addrs);
+	u64 r;
+
+	if (i < n) {
+		*val = addrs[i / ARRAY_SIZE(flags)] | flags[i % ARRAY_SIZE(flags)];
+		return true;
+	}
+	if (i >= n + NR_RANDOM)
+		return false;
+
+	r = kvm_random_u64(&rng);
+	switch (i % 3) {
+	case 0:
+		*val = r;
+		break;
+	case 1:
+		*val = (r & KVM_ARM_APF_CTRL_ADDR_MASK) | (kvm_random_u32(&rng) & 0x3f);
+		break;
+	default:
+		*val = ram[0].start + (r % (ram[0].end - ram[0].start));
+		*val = (*val & KVM_ARM_APF_CTRL_ADDR_MASK) |
+		       flags[kvm_random_u32(&rng) % ARRAY_SIZE(flags)];
+		break;
+	}
+	return true;
+}
+
+static void guest_bad_values(void)
+{
+	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	u64 val;
+	int i;
+
+	/* Each from enabled, so that a refusal shows as "disabled". */
+	for (i = 0; bad_value(i, &val); i++) {
+		set_ctrl(enable);
+		GUEST_ASSERT_EQ(get_ctrl(), enable);
+		set_ctrl(val);
+		if (ctrl_takes(val)) {
+			GUEST_ASSERT_EQ(get_ctrl(), val);
+			WRITE_ONCE(taken, taken + 1);
+		} else {
+			GUEST_ASSERT_EQ(get_ctrl(), 0);
+		}
+		WRITE_ONCE(tried, tried + 1);
+	}
+	set_ctrl(0);
+	GUEST_DONE();
+}
+
+/* The guest RAM of @vm that KVM may write, into ram[] for ctrl_takes(). */
+static void find_ram(struct kvm_vm *vm)
+{
+	struct userspace_mem_region *region;
+	int bkt;
+
+	nr_ram = 0;
+	hash_for_each(vm->regions.slot_hash, bkt, region, slot_node) {
+		if (region->region.flags & KVM_MEM_READONLY)
+			continue;
+		TEST_ASSERT(nr_ram < ARRAY_SIZE(ram), "too many memslots");
+		ram[nr_ram].start = region->region.guest_phys_addr;
+		ram[nr_ram].end = ram[nr_ram].start + region->region.memory_size;
+		nr_ram++;
+	}
+	/* bad_value() takes slot 0 as "the" RAM. */
+	TEST_ASSERT_EQ(memslot2region(vm, 0)->region.guest_phys_addr, ram[0].start);
+	sync_global_to_guest(vm, ram);
+	sync_global_to_guest(vm, nr_ram);
+}
+
+/* Beside the VM's RAM: a read-only page and a page for a second block. */
+static void add_block_slots(struct kvm_vm *vm)
+{
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, RO_GPA, RO_SLOT, 1,
+				    KVM_MEM_READONLY);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, BLOCK_GPA, BLOCK_SLOT, 1, 0);
+	virt_map(vm, BLOCK_GPA, BLOCK_GPA, 1);
+}
+
+/*
+ * The same values through KVM_SET_ONE_REG, as a VMM restoring a garbage
+ * register would: each is taken or fails with EINVAL, changing nothing.
+ */
+static void one_reg_bad_values(struct kvm_vcpu *vcpu, u64 *one_tried, u64 *one_taken)
+{
+	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	u64 val;
+	int i;
+
+	rng = new_kvm_random_state(kvm_random_seed + 1);
+	for (i = 0; bad_value(i, &val); i++) {
+		vcpu_set_reg(vcpu, APF_REG, enable);
+		if (ctrl_takes(val)) {
+			vcpu_set_reg(vcpu, APF_REG, val);
+			TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), val);
+			(*one_taken)++;
+		} else {
+			TEST_ASSERT(__vcpu_set_reg(vcpu, APF_REG, val) == -1 && errno == EINVAL,
+				    "KVM_SET_ONE_REG: %#lx not refused with EINVAL", val);
+			TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), enable);
+		}
+		(*one_tried)++;
+	}
+	vcpu_set_reg(vcpu, APF_REG, 0);
+}
+
+static void test_bad_values(void)
+{
+	u64 one_tried = 0, one_taken = 0;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = create_vm(&vcpu, guest_bad_values, false);
+	add_block_slots(vm);
+	find_ram(vm);
+	rng = new_kvm_random_state(kvm_random_seed);
+	sync_global_to_guest(vm, rng);
+
+	run_to_done(vcpu);
+	sync_global_from_guest(vm, tried);
+	sync_global_from_guest(vm, taken);
+	one_reg_bad_values(vcpu, &one_tried, &one_taken);
+	TEST_ASSERT(taken && taken < tried && one_taken && one_taken < one_tried,
+		    "the values tried should mix taken and refused ones");
+	kvm_vm_free(vm);
+	ksft_test_result_pass("control values: guest %lu (%lu taken), ONE_REG %lu (%lu taken)\n",
+			      tried, taken, one_tried, one_taken);
+}
+
+static void guest_moves(void)
+{
+	u64 block_a = block_gva;
+	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	u64 moved = BLOCK_GPA | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	struct arm_smccc_res res;
+	u32 t;
+	int i;
+
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_SUCCESS);
+	ready_intid = res.a1;
+	gic_init(GIC_V3, 1);
+	gic_irq_enable(ready_intid);
+	local_irq_enable();
+
+	/* Enabling twice is enabling once. */
+	set_ctrl(enable);
+	set_ctrl(enable);
+	GUEST_ASSERT_EQ(get_ctrl(), enable);
+
+	/* An acknowledgment with nothing raised is ignored. */
+	for (i = 0; i < 100; i++)
+		write_sysreg_s(0, SYS_ASYNC_PF_ACK_EL1);
+	isb();
+	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 0);
+	GUEST_SYNC(STAGE_SPURIOUS_ACK);
+
+	/* PAGE_READY follows a block moved while its page is fetched. */
+	t = touch_not_present(0);
+	WRITE_ONCE(block_gva, BLOCK_GPA);
+	set_ctrl(moved);
+	GUEST_ASSERT_EQ(get_ctrl(), moved);
+	GUEST_SYNC(STAGE_MOVED);
+	wait_for_ready(1);
+	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[0]), t);
+	GUEST_ASSERT_EQ(READ_ONCE(((struct kvm_arm_apf_block *)block_a)->ready_token), 0);
+	touch_present(0);
+	GUEST_SYNC(STAGE_MOVED_READY);
+
+	/* The VMM took the block's memslot away: faults are synchronous. */
+	touch_present(1);
+	GUEST_SYNC(STAGE_BLOCK_GONE);
+	GUEST_DONE();
+}
+
+/*
+ * A guest that acknowledges without a signal, enables twice and moves its
+ * block with a fetch in flight; then a VMM that deletes the memslot under
+ * an enabled block.
+ */
+static void test_block_moves(void)
+{
+	u64 not_present, sync;
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = create_vm(&vcpu, guest_moves, false);
+	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
+				guest_dabt_handler);
+	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
+	add_block_slots(vm);
+	add_test_pages(vm);
+	memset(hold, 0, sizeof(hold));
+	memset(held, 0, sizeof(held));
+	hold[0] = true;
+	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
+					TEST_PAGES * page_size, 1, uffd_handler);
+	uffd_fd = uffd->uffd;
+
+	run_to(vcpu, STAGE_SPURIOUS_ACK);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+	ksft_test_result_pass("acknowledgment without a signal ignored, enabling twice harmless\n");
+
+	run_to(vcpu, STAGE_MOVED);
+	wait_requested(0);
+	release_held();
+	run_to(vcpu, STAGE_MOVED_READY);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1);
+	ksft_test_result_pass("PAGE_READY follows a block moved with a fetch in flight\n");
+
+	vm_mem_region_delete(vm, BLOCK_SLOT);
+	not_present = vcpu_get_stat(vcpu, apf_not_present);
+	sync = vcpu_get_stat(vcpu, apf_sync);
+	run_to(vcpu, STAGE_BLOCK_GONE);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_sync), sync + 1);
+	run_to_done(vcpu);
+	ksft_test_result_pass("memslot of an enabled block deleted: faults synchronous\n");
+
+	uffd_stop_demand_paging(uffd);
+	kvm_vm_free(vm);
+	free(pattern_pages);
+}
+
 /* Whether this KVM offers the feature by default. */
 static bool feature_offered(void)
 {
@@ -637,10 +926,12 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(feature_offered());
 
 	ksft_print_header();
-	ksft_set_plan(13);
+	ksft_set_plan(17);
 
 	test_signals();
 	test_teardown();
+	test_bad_values();
+	test_block_moves();
 	test_hidden();
 	test_refused_with_el2();
 

@@ -8,7 +8,7 @@ use kernel::prelude::*;
 #[kunit_tests(kvm_arm64_apf_guest)]
 mod waiters {
     use crate::block::{Block, PAGE_NOT_PRESENT};
-    use crate::waiters::{Parked, Waiters, SLOTS};
+    use crate::waiters::{Parked, Ready, Waiters, SLOTS};
 
     fn enabled() -> Waiters {
         let mut w = Waiters::new();
@@ -25,13 +25,13 @@ mod waiters {
         }
     }
 
-    /// Signals PAGE_READY with `token`; returns the slot woken and how
+    /// Signals PAGE_READY with `token`; returns what it came to and how
     /// many acknowledgements were written.
-    fn ready(w: &mut Waiters, b: &Block, token: u32) -> (Option<usize>, u32) {
+    fn ready(w: &mut Waiters, b: &Block, token: u32) -> (Ready, u32) {
         let mut acks = 0;
         b.host_ready(token);
-        let slot = w.ready(b, || acks += 1);
-        (slot, acks)
+        let r = w.ready(b, || acks += 1);
+        (r, acks)
     }
 
     #[test]
@@ -42,12 +42,12 @@ mod waiters {
         assert_ne!(s1, s2);
         // The abort handler consumed the reason.
         assert_eq!(b.reason(), 0);
-        assert_eq!(ready(&mut w, &b, 22), (Some(s2), 1));
+        assert_eq!(ready(&mut w, &b, 22), (Ready::Wake(s2), 1));
         assert!(w.woken(s2));
         assert!(!w.woken(s1));
         assert_eq!(w.sleepers(), 1);
         w.release(s2);
-        assert_eq!(ready(&mut w, &b, 11), (Some(s1), 1));
+        assert_eq!(ready(&mut w, &b, 11), (Ready::Wake(s1), 1));
         w.release(s1);
         assert_eq!(w.sleepers(), 0);
     }
@@ -58,7 +58,7 @@ mod waiters {
         // already woken when its context looks, so it does not sleep.
         let (mut w, b) = (enabled(), Block::new());
         let s = park(&mut w, &b, 5);
-        assert_eq!(ready(&mut w, &b, 5), (Some(s), 1));
+        assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 1));
         assert!(w.woken(s));
     }
 
@@ -68,7 +68,7 @@ mod waiters {
         // the PAGE_NOT_PRESENT is dropped and the handler retries.
         let (mut w, b) = (enabled(), Block::new());
         b.host_not_present(9);
-        assert_eq!(ready(&mut w, &b, 9), (None, 1));
+        assert_eq!(ready(&mut w, &b, 9), (Ready::Acked, 1));
         assert_eq!(b.reason(), 0);
         assert_eq!(w.not_present(&b), Parked::Retry);
         let s = w.stats();
@@ -81,12 +81,12 @@ mod waiters {
         let (mut w, b) = (enabled(), Block::new());
         // No signal in the block: a spurious interrupt, nothing to ack.
         let mut acks = 0;
-        assert_eq!(w.ready(&b, || acks += 1), None);
+        assert_eq!(w.ready(&b, || acks += 1), Ready::Nothing);
         assert_eq!(acks, 0);
         // A PAGE_READY nobody waits for is still consumed and acked.
-        assert_eq!(ready(&mut w, &b, 77), (None, 1));
+        assert_eq!(ready(&mut w, &b, 77), (Ready::Acked, 1));
         // Consumed once.
-        assert_eq!(w.ready(&b, || acks += 1), None);
+        assert_eq!(w.ready(&b, || acks += 1), Ready::Nothing);
         assert_eq!(acks, 0);
         assert_eq!(w.stats().ready, 1);
     }
@@ -124,7 +124,7 @@ mod waiters {
         assert_eq!(w.not_present(&b), Parked::Retry);
         assert_eq!(w.stats().overflow, 1);
         // Its PAGE_READY finds no waiter and is still acknowledged.
-        assert_eq!(ready(&mut w, &b, 1000), (None, 1));
+        assert_eq!(ready(&mut w, &b, 1000), (Ready::Acked, 1));
     }
 
     #[test]
@@ -137,7 +137,7 @@ mod waiters {
         assert_ne!(b.reason(), PAGE_NOT_PRESENT);
         // One PAGE_READY is owed.
         assert!(!w.drained(&b));
-        assert_eq!(ready(&mut w, &b, 4), (Some(s), 1));
+        assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 1));
         w.release(s);
         assert!(w.drained(&b));
         // The fence stays up.
@@ -157,6 +157,6 @@ mod waiters {
         };
         assert_ne!(b.reason(), 0);
         assert_ne!(b.reason(), PAGE_NOT_PRESENT);
-        assert_eq!(ready(&mut w, &b, 8), (Some(s), 1));
+        assert_eq!(ready(&mut w, &b, 8), (Ready::Wake(s), 1));
     }
 }
