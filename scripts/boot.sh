@@ -5,7 +5,8 @@
 #                              userspace, with stage-by-stage progress
 # boot.sh shell                an interactive L1 shell (run-l2 boots a guest)
 # boot.sh test LOG LIMIT T...  boot L1, run tests T... in it, console to LOG;
-#                              L1 is killed after LIMIT seconds
+#                              L1 is killed after LIMIT seconds; APF_ENV
+#                              (VAR=VALUE,...) goes to the tests' environment
 #
 # L1 runs under QEMU TCG with emulated EL2 (virtualization=on), so KVM in
 # it runs L2 with hardware-assisted virtualization as QEMU emulates it.
@@ -67,6 +68,8 @@ watchdog() {
 mode=${1:-}
 shift || true
 append="console=ttyAMA0 panic=-1 kvm-arm.mode=nested hugepages=16"
+# A slower kernel (TIME_SCALE, test-debug): the longest soft lockup wait.
+[ "${TIME_SCALE:-1}" -gt 1 ] && append="$append watchdog_thresh=60"
 
 case "$mode" in
 test)
@@ -78,7 +81,7 @@ test)
 	# run instead of waiting for their timeouts.
 	: >"$log"
 	timeout -k 10 "$limit" "${l1[@]}" \
-		-append "$append oops=panic apf.mode=test apf.tests=$tests apf.time_scale=${TIME_SCALE:-1}" \
+		-append "$append oops=panic apf.mode=test apf.tests=$tests apf.time_scale=${TIME_SCALE:-1}${APF_ENV:+ apf.env=$APF_ENV}" \
 		</dev/null >>"$log" 2>&1 &
 	qemu=$!
 	watchdog "$log" "$qemu" &

@@ -18,6 +18,8 @@
 #                        (the VMM's CPU time), l2_memcg_high (memory.high
 #                        events: reclaim and throttling).
 cg=/sys/fs/cgroup
+# How much slower than usual the kernels are (test-debug): waits scale.
+scale=${APF_TIME_SCALE:-1}
 
 l2_setup() {
 	grep -q ' /sys/fs/cgroup ' /proc/mounts || mount -t cgroup2 none $cg
@@ -41,7 +43,7 @@ l2_start() {
 	shift 3
 	l2_log=/tmp/l2-$name.log
 	echo "$high" >$cg/l2/memory.high
-	env "$@" L2_APPEND="$append sysctl.kernel.hung_task_timeout_secs=60" \
+	env "$@" L2_APPEND="$append apf.scale=$scale sysctl.kernel.hung_task_timeout_secs=$((60 * scale))" \
 		sh -c "echo \$\$ >$cg/l2/cgroup.procs && exec run-l2" \
 		>"$l2_log" 2>&1 &
 	l2_pid=$!
