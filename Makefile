@@ -59,7 +59,7 @@ help:
 	@echo 'make kernel       build the arm64 Image (L1 and L2) in $$(BUILD)'
 	@echo 'make selftests    build the arm64 KVM selftests, static'
 	@echo 'make rootfs       build the L1 and L2 initramfs'
-	@echo 'make clean        remove this clone'"'"'s build output ($(BUILD))'
+	@echo 'make clean        remove this clone'"'"'s build output ($(BUILD), and -debug)'
 
 deps:
 	@scripts/deps.sh
@@ -126,4 +126,4 @@ shell: deps
 	@scripts/boot.sh shell
 
 clean:
-	rm -rf "$(BUILD)"
+	rm -rf "$(BUILD)" "$(BUILD)-debug"
