@@ -437,6 +437,19 @@ static void add_test_pages(struct kvm_vm *vm)
 		*(u64 *)(pattern_pages + page * page_size) = PATTERN(page);
 }
 
+/* Starts the userfaultfd handler over the test pages, holding none yet. */
+static struct uffd_desc *serve_test_pages(void)
+{
+	struct uffd_desc *uffd;
+
+	memset(hold, 0, sizeof(hold));
+	memset(held, 0, sizeof(held));
+	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
+					TEST_PAGES * page_size, 1, uffd_handler);
+	uffd_fd = uffd->uffd;
+	return uffd;
+}
+
 static void test_signals(void)
 {
 	u64 not_present, ready, sync, enabled;
@@ -451,10 +464,7 @@ static void test_signals(void)
 	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
 
 	add_test_pages(vm);
-
-	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
-					TEST_PAGES * page_size, 1, uffd_handler);
-	uffd_fd = uffd->uffd;
+	uffd = serve_test_pages();
 
 	run_to(vcpu, STAGE_DISCOVERED);
 	sync_global_from_guest(vm, ready_intid);
@@ -555,13 +565,8 @@ static void test_teardown(void)
 	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
 				guest_dabt_handler);
 	add_test_pages(vm);
-	memset(hold, 0, sizeof(hold));
-	memset(held, 0, sizeof(held));
+	uffd = serve_test_pages();
 	hold[0] = true;
-
-	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
-					TEST_PAGES * page_size, 1, uffd_handler);
-	uffd_fd = uffd->uffd;
 
 	run_to(vcpu, STAGE_NOT_PRESENT);
 	wait_requested(0);
@@ -875,12 +880,8 @@ static void test_block_moves(void)
 	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
 	add_block_slots(vm);
 	add_test_pages(vm);
-	memset(hold, 0, sizeof(hold));
-	memset(held, 0, sizeof(held));
+	uffd = serve_test_pages();
 	hold[0] = true;
-	uffd = uffd_setup_demand_paging(UFFDIO_REGISTER_MODE_MISSING, 0, test_hva,
-					TEST_PAGES * page_size, 1, uffd_handler);
-	uffd_fd = uffd->uffd;
 
 	run_to(vcpu, STAGE_SPURIOUS_ACK);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
