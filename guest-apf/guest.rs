@@ -7,7 +7,7 @@ use core::pin::Pin;
 use kernel::bindings;
 use kernel::cpu::{nr_cpu_ids, CpuId};
 use kernel::prelude::*;
-use kernel::sync::{new_condvar, new_spinlock_irq, CondVar, SpinLockIrq};
+use kernel::sync::{new_raw_spinlock_irq, Completion, RawSpinLockIrq};
 use kernel::time::{delay::fsleep, Delta};
 
 use crate::arch::{self, Ppi};
@@ -18,21 +18,28 @@ use crate::waiters::{Parked, Ready, Stats, Waiters, SLOTS};
 const DRAIN_MS: i64 = 10_000;
 
 /// One CPU.
+///
+/// The PAGE_READY interrupt is a per-CPU one, which is never threaded, so
+/// everything its handler takes must be a spinning lock even on
+/// PREEMPT_RT: the waiters are under a raw spinlock, and a sleeper waits
+/// on a completion (a simple wait queue, under a raw spinlock too), not
+/// on a wait queue head.
 #[pin_data]
 pub(crate) struct PerCpu {
     block: Block,
     #[pin]
-    waiters: SpinLockIrq<Waiters>,
+    waiters: RawSpinLockIrq<Waiters>,
+    /// One per slot, completed once for each sleeper woken in it.
     #[pin]
-    wake: [CondVar; SLOTS],
+    wake: [Completion; SLOTS],
 }
 
 impl PerCpu {
     fn new() -> impl PinInit<Self> {
         pin_init!(Self {
             block: Block::new(),
-            waiters <- new_spinlock_irq!(Waiters::new(), "kvm_apf_guest::waiters"),
-            wake <- pin_init::pin_init_array_from_fn(|_| new_condvar!("kvm_apf_guest::wake")),
+            waiters <- new_raw_spinlock_irq!(Waiters::new(), "kvm_apf_guest::waiters"),
+            wake <- pin_init::pin_init_array_from_fn(|_| Completion::new()),
         })
     }
 
@@ -44,17 +51,17 @@ impl PerCpu {
             Ready::Nothing => false,
             Ready::Acked => true,
             Ready::Wake(i) => {
-                self.wake[i].notify_all();
+                self.wake[i].complete();
                 true
             }
         }
     }
 
-    /// Wakes the contexts in the slots of bitmap `slots`.
+    /// Wakes the contexts sleeping in the slots of bitmap `slots`.
     fn wake(&self, slots: u64) {
-        for (i, cv) in self.wake.iter().enumerate() {
+        for (i, done) in self.wake.iter().enumerate() {
             if slots & (1 << i) != 0 {
-                cv.notify_all();
+                done.complete();
             }
         }
     }
@@ -145,15 +152,16 @@ impl Guest {
         if CpuId::current() != cpu {
             return true;
         }
-        let slot = match w.not_present(&pc.block) {
+        let slot = match w.not_present(&pc.block, may_sleep) {
             Parked::Retry => return true,
             Parked::Wait(slot) => slot,
         };
-        w.count_wait(may_sleep);
         if may_sleep {
-            while !w.woken(slot) {
-                pc.wake[slot].wait(&mut w);
-            }
+            // The slot's completion is completed exactly once, when the
+            // slot is marked woken, and this is its only waiter.
+            drop(w);
+            pc.wake[slot].wait_for_completion();
+            w = pc.waiters.lock();
         } else {
             while !w.woken(slot) {
                 // Preemption may be on where sleeping is not allowed: only

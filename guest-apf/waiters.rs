@@ -4,7 +4,8 @@
 //!
 //! A PAGE_NOT_PRESENT parks the faulting context in a slot under the
 //! signal's token; the PAGE_READY with that token marks exactly that slot
-//! woken.  Both run on the CPU the block belongs to with interrupts off,
+//! woken, and says whether a context sleeps there to be woken (one that
+//! cannot sleep polls its slot).  Both run on the CPU the block belongs to with interrupts off,
 //! so a PAGE_READY cannot slip between consuming a PAGE_NOT_PRESENT and
 //! parking; one that comes before the PAGE_NOT_PRESENT is consumed drops
 //! it from the block, and the context that took the abort retries.
@@ -17,7 +18,7 @@ pub(crate) const SLOTS: usize = 64;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Slot {
     Free,
-    Waiting(u32),
+    Waiting { token: u32, sleeps: bool },
     Woken,
 }
 
@@ -70,10 +71,11 @@ impl core::ops::AddAssign for Stats {
 pub(crate) enum Ready {
     /// No signal in the block: a spurious interrupt.
     Nothing,
-    /// A signal, consumed and acknowledged, that no parked context waits
-    /// for.
+    /// A signal, consumed and acknowledged, that nobody sleeps on: no
+    /// context is parked for it, or the one parked polls its slot.
     Acked,
-    /// A signal, consumed and acknowledged: wake the context in slot `.0`.
+    /// A signal, consumed and acknowledged: wake the context sleeping in
+    /// slot `.0`.
     Wake(usize),
 }
 
@@ -116,19 +118,21 @@ impl Waiters {
         self.owed = 0;
     }
 
-    /// Stops taking signals and wakes every waiter.  Returns the woken
-    /// slots as a bitmap.
+    /// Stops taking signals and marks every waiter woken.  Returns the
+    /// slots of those that sleep, to be woken, as a bitmap.
     pub(crate) fn disable(&mut self) -> u64 {
         self.enabled = false;
-        let mut woken = 0;
+        let mut sleeping = 0;
         for (i, slot) in self.slots.iter_mut().enumerate() {
-            if let Slot::Waiting(_) = slot {
+            if let Slot::Waiting { sleeps, .. } = *slot {
                 *slot = Slot::Woken;
-                woken |= 1 << i;
+                if sleeps {
+                    sleeping |= 1 << i;
+                }
                 self.stats.woken_by_disable += 1;
             }
         }
-        woken
+        sleeping
     }
 
     /// Whether the CPU takes signals.
@@ -147,8 +151,9 @@ impl Waiters {
         !self.enabled || (self.owed == 0 && !block.unconsumed())
     }
 
-    /// The IMPDEF abort, on the CPU that owns `block`, interrupts off.
-    pub(crate) fn not_present(&mut self, block: &Block) -> Parked {
+    /// The IMPDEF abort, on the CPU that owns `block`, interrupts off; its
+    /// context will sleep (`sleeps`) or poll in the low-power state.
+    pub(crate) fn not_present(&mut self, block: &Block, sleeps: bool) -> Parked {
         let token = match block.take_not_present(self.draining) {
             Some(token) if self.enabled => token,
             _ => {
@@ -160,7 +165,12 @@ impl Waiters {
         self.owed += 1;
         match self.slots.iter().position(|s| *s == Slot::Free) {
             Some(i) => {
-                self.slots[i] = Slot::Waiting(token);
+                self.slots[i] = Slot::Waiting { token, sleeps };
+                if sleeps {
+                    self.stats.sleeps += 1;
+                } else {
+                    self.stats.lowpower_waits += 1;
+                }
                 Parked::Wait(i)
             }
             None => {
@@ -185,13 +195,16 @@ impl Waiters {
             return Ready::Acked;
         }
         self.owed = self.owed.saturating_sub(1);
-        match self.slots.iter().position(|s| *s == Slot::Waiting(token)) {
-            Some(i) => {
-                self.slots[i] = Slot::Woken;
-                Ready::Wake(i)
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            match *slot {
+                Slot::Waiting { token: t, sleeps } if t == token => {
+                    *slot = Slot::Woken;
+                    return if sleeps { Ready::Wake(i) } else { Ready::Acked };
+                }
+                _ => {}
             }
-            None => Ready::Acked,
         }
+        Ready::Acked
     }
 
     /// Whether the context parked in slot `i` may go on.
@@ -204,20 +217,11 @@ impl Waiters {
         self.slots[i] = Slot::Free;
     }
 
-    /// Counts a wait that slept (`true`) or one in the low-power state.
-    pub(crate) fn count_wait(&mut self, slept: bool) {
-        if slept {
-            self.stats.sleeps += 1;
-        } else {
-            self.stats.lowpower_waits += 1;
-        }
-    }
-
     /// How many contexts wait now.
     pub(crate) fn sleepers(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| matches!(s, Slot::Waiting(_)))
+            .filter(|s| matches!(s, Slot::Waiting { .. }))
             .count()
     }
 

@@ -16,10 +16,10 @@ mod waiters {
         w
     }
 
-    /// Parks a context on `token`, as the abort handler does.
+    /// Parks a context that sleeps on `token`, as the abort handler does.
     fn park(w: &mut Waiters, b: &Block, token: u32) -> usize {
         b.host_not_present(token);
-        match w.not_present(b) {
+        match w.not_present(b, true) {
             Parked::Wait(slot) => slot,
             Parked::Retry => panic!("token {token} not parked"),
         }
@@ -70,7 +70,7 @@ mod waiters {
         b.host_not_present(9);
         assert_eq!(ready(&mut w, &b, 9), (Ready::Acked, 1));
         assert_eq!(b.reason(), 0);
-        assert_eq!(w.not_present(&b), Parked::Retry);
+        assert_eq!(w.not_present(&b, true), Parked::Retry);
         let s = w.stats();
         assert_eq!((s.not_present, s.ready, s.ready_first), (1, 1, 1));
         assert!(w.drained(&b));
@@ -94,12 +94,12 @@ mod waiters {
     #[test]
     fn spurious_abort_retries() {
         let (mut w, b) = (enabled(), Block::new());
-        assert_eq!(w.not_present(&b), Parked::Retry);
+        assert_eq!(w.not_present(&b, true), Parked::Retry);
         assert_eq!(w.stats().spurious, 1);
         // A disabled CPU parks nobody.
         let mut off = Waiters::new();
         b.host_not_present(3);
-        assert_eq!(off.not_present(&b), Parked::Retry);
+        assert_eq!(off.not_present(&b, true), Parked::Retry);
     }
 
     #[test]
@@ -115,13 +115,41 @@ mod waiters {
     }
 
     #[test]
+    fn a_polling_waiter_is_not_woken() {
+        // A context that cannot sleep polls its slot: its PAGE_READY, or
+        // disabling the CPU, marks the slot woken but asks for no wakeup.
+        let (mut w, b) = (enabled(), Block::new());
+        b.host_not_present(6);
+        let p = match w.not_present(&b, false) {
+            Parked::Wait(p) => p,
+            Parked::Retry => panic!("not parked"),
+        };
+        assert_eq!(ready(&mut w, &b, 6), (Ready::Acked, 1));
+        assert!(w.woken(p));
+        w.release(p);
+        b.host_not_present(7);
+        let p = match w.not_present(&b, false) {
+            Parked::Wait(p) => p,
+            Parked::Retry => panic!("not parked"),
+        };
+        let s = park(&mut w, &b, 8);
+        assert_eq!(w.disable(), 1 << s);
+        assert!(w.woken(p) && w.woken(s));
+        let st = w.stats();
+        assert_eq!(
+            (st.sleeps, st.lowpower_waits, st.woken_by_disable),
+            (1, 2, 2)
+        );
+    }
+
+    #[test]
     fn full_table_retries() {
         let (mut w, b) = (enabled(), Block::new());
         for token in 1..=SLOTS as u32 {
             park(&mut w, &b, token);
         }
         b.host_not_present(1000);
-        assert_eq!(w.not_present(&b), Parked::Retry);
+        assert_eq!(w.not_present(&b, true), Parked::Retry);
         assert_eq!(w.stats().overflow, 1);
         // Its PAGE_READY finds no waiter and is still acknowledged.
         assert_eq!(ready(&mut w, &b, 1000), (Ready::Acked, 1));
@@ -151,7 +179,7 @@ mod waiters {
         w.drain(&b);
         // An unconsumed signal stays.
         assert_eq!(b.reason(), PAGE_NOT_PRESENT);
-        let s = match w.not_present(&b) {
+        let s = match w.not_present(&b, true) {
             Parked::Wait(s) => s,
             Parked::Retry => panic!("not parked"),
         };
