@@ -50,7 +50,9 @@ tar -xf "$base" -C "$work/l2" ./bin/busybox
 mkdir -p "$work/l2"/{dev,proc,sys,tmp,lib/modules}
 install -m 755 "$top/scripts/l2-init" "$work/l2/init"
 install -m 644 "$module" "$work/l2/lib/modules/"
-"${cc[@]}" -static -o "$work/l2/bin/apf-touch" "$top/scripts/apf-touch.c"
+for t in apf-touch apf-kexec; do
+	"${cc[@]}" -static -o "$work/l2/bin/$t" "$top/scripts/$t.c"
+done
 cpio_from "$work/l2" /dev/stdout | gzip -1 >"$BUILD/l2.cpio.gz"
 
 say "L1 initramfs"
