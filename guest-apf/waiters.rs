@@ -5,10 +5,11 @@
 //! A PAGE_NOT_PRESENT parks the faulting context in a slot under the
 //! signal's token; the PAGE_READY with that token marks exactly that slot
 //! woken, and says whether a context sleeps there to be woken (one that
-//! cannot sleep polls its slot).  Both run on the CPU the block belongs to with interrupts off,
-//! so a PAGE_READY cannot slip between consuming a PAGE_NOT_PRESENT and
-//! parking; one that comes before the PAGE_NOT_PRESENT is consumed drops
-//! it from the block, and the context that took the abort retries.
+//! cannot sleep polls its slot).  Both run on the CPU the block belongs
+//! to with interrupts off, so a PAGE_READY cannot slip between consuming
+//! a PAGE_NOT_PRESENT and parking; one that comes before the
+//! PAGE_NOT_PRESENT is consumed drops it from the block, and the context
+//! that took the abort retries.
 
 use crate::block::Block;
 
