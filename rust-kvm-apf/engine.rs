@@ -14,7 +14,7 @@ use kernel::{
 use crate::{
     ctrl::{Ctrl, Refused},
     kvm::{self, Kicker, Vcpu},
-    pending::{Full, Pending},
+    pending::{Full, Page, Pending},
 };
 
 /// Offsets of the fields of `struct kvm_arm_apf_block`.
@@ -157,7 +157,11 @@ impl VcpuApf {
             Err(_) => return Outcome::Error,
         }
 
-        let token = match self.state.lock().pending.start(ipa >> PAGE_SHIFT) {
+        let page = Page {
+            gfn: ipa >> PAGE_SHIFT,
+            write,
+        };
+        let token = match self.state.lock().pending.start(page) {
             Ok(token) => token,
             Err(full) => return full.into(),
         };
@@ -205,13 +209,13 @@ impl VcpuApf {
     /// Delivers the oldest ready page if the guest can take it now.
     /// Returns its token, or 0 when nothing was delivered.
     pub(crate) fn deliver_ready(&self, vcpu: &Vcpu) -> u32 {
-        let (ctrl, token) = {
+        let (ctrl, token, page) = {
             let s = self.state.lock();
             if !s.ctrl.enabled() || s.line_raised {
                 return 0;
             }
             match s.pending.next_ready() {
-                Some(token) => (s.ctrl, token),
+                Some((token, page)) => (s.ctrl, token, page),
                 None => return 0,
             }
         };
@@ -222,6 +226,11 @@ impl VcpuApf {
         if vcpu.read_u32(ready) != Ok(0) || vcpu.write_u32(ready, token).is_err() {
             return 0;
         }
+
+        // The fetch brought the page into the VMM's memory, not into the
+        // guest's stage 2: map it now, or the guest's retry faults once
+        // more.  A page reclaimed again since is left to that retry.
+        let _ = vcpu.map_present(page.gfn << PAGE_SHIFT, page.write);
 
         {
             let mut s = self.state.lock();

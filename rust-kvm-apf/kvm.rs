@@ -69,6 +69,17 @@ impl Vcpu {
         ARef::from(unsafe { Mm::from_raw(mm) })
     }
 
+    /// Maps the page at `ipa` at stage 2 if the VMM has it in memory, for
+    /// an access that writes when `write`; never waits for the page.
+    pub(crate) fn map_present(&self, ipa: u64, write: bool) -> Result {
+        // SAFETY: By the type invariant the vCPU is alive and does not run
+        // meanwhile, so the helper may stand in a fault for its last one;
+        // the caller is the vCPU's thread or holds its mutex, so it runs in
+        // the VMM's address space (KVM refuses vCPU ioctls from any other),
+        // as the stage-2 fault path requires.
+        to_result(unsafe { bindings::kvm_arm_apf_map_ready(self.as_raw(), ipa, write) })
+    }
+
     /// Raises or lowers the PAGE_READY interrupt of this vCPU.
     pub(crate) fn set_ready_line(&self, level: bool) -> Result {
         // SAFETY: By the type invariant the vCPU is alive.

@@ -12,13 +12,21 @@ use kernel::bindings;
 /// How many pages one vCPU may wait for at once.
 pub(crate) const MAX_PENDING: usize = bindings::KVM_ARM_APF_MAX_PENDING as usize;
 
+/// A page the guest waits for: its frame number, and whether the access
+/// that faulted on it was a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Page {
+    pub(crate) gfn: u64,
+    pub(crate) write: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Slot {
     Free,
     /// Being fetched; the guest waits for the token.
     Fetching {
         token: u32,
-        gfn: u64,
+        page: Page,
     },
     /// Being fetched, but the guest no longer waits: it disabled the feature.
     Orphan {
@@ -27,6 +35,7 @@ enum Slot {
     /// Fetched; PAGE_READY not yet delivered.  `seq` orders delivery.
     Ready {
         token: u32,
+        page: Page,
         seq: u64,
     },
 }
@@ -68,20 +77,20 @@ impl Pending {
         }
     }
 
-    /// Takes a slot for a fetch of `gfn` and returns its token: non-zero,
+    /// Takes a slot for a fetch of `page` and returns its token: non-zero,
     /// and not the token of any other slot.
-    pub(crate) fn start(&mut self, gfn: u64) -> Result<u32, Full> {
+    pub(crate) fn start(&mut self, page: Page) -> Result<u32, Full> {
         let mut free = None;
         for (i, slot) in self.slots.iter().enumerate() {
             match *slot {
-                Slot::Fetching { gfn: g, .. } if g == gfn => return Err(Full::Duplicate),
+                Slot::Fetching { page: p, .. } if p.gfn == page.gfn => return Err(Full::Duplicate),
                 Slot::Free if free.is_none() => free = Some(i),
                 _ => {}
             }
         }
         let i = free.ok_or(Full::Limit)?;
         let token = self.fresh_token();
-        self.slots[i] = Slot::Fetching { token, gfn };
+        self.slots[i] = Slot::Fetching { token, page };
         Ok(token)
     }
 
@@ -112,8 +121,8 @@ impl Pending {
             return false;
         };
         match *slot {
-            Slot::Fetching { .. } => {
-                *slot = Slot::Ready { token, seq };
+            Slot::Fetching { page, .. } => {
+                *slot = Slot::Ready { token, page, seq };
                 self.completions += 1;
                 true
             }
@@ -125,16 +134,16 @@ impl Pending {
         }
     }
 
-    /// The token of the oldest fetched page not yet signalled.
-    pub(crate) fn next_ready(&self) -> Option<u32> {
+    /// The oldest fetched page not yet signalled, and its token.
+    pub(crate) fn next_ready(&self) -> Option<(u32, Page)> {
         self.slots
             .iter()
             .filter_map(|s| match *s {
-                Slot::Ready { token, seq } => Some((seq, token)),
+                Slot::Ready { token, page, seq } => Some((seq, token, page)),
                 _ => None,
             })
-            .min()
-            .map(|(_, token)| token)
+            .min_by_key(|(seq, _, _)| *seq)
+            .map(|(_, token, page)| (token, page))
     }
 
     /// PAGE_READY for `token` was delivered: its slot is free again.

@@ -490,7 +490,8 @@ static void test_signals(void)
 	release_held();
 	run_to(vcpu, STAGE_READY);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1);
-	ksft_test_result_pass("PAGE_READY with the same token, data correct\n");
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready_mapped), 1);
+	ksft_test_result_pass("PAGE_READY with the same token, page mapped, data correct\n");
 
 	for (page = 1; page <= max_pending; page++)
 		hold[page] = true;
@@ -503,6 +504,7 @@ static void test_signals(void)
 	release_held();
 	run_to(vcpu, STAGE_LIMIT_READY);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1 + max_pending);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready_mapped), 1 + max_pending);
 	ksft_test_result_pass("synchronous past %u pending pages\n", max_pending);
 
 	page = max_pending + 2;

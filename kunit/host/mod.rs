@@ -108,14 +108,21 @@ mod ctrl {
 
 #[kunit_tests(kvm_arm64_apf_pending)]
 mod pending {
-    use crate::pending::{Full, Pending, MAX_PENDING};
+    use crate::pending::{Full, Page, Pending, MAX_PENDING};
     use kernel::prelude::*;
+
+    /// The page at `gfn`, read.
+    fn read(gfn: u64) -> Page {
+        Page { gfn, write: false }
+    }
 
     /// Fills every slot with gfns 0.., returning the tokens.
     fn fill(p: &mut Pending) -> KVec<u32> {
         let mut tokens = KVec::new();
         for gfn in 0..MAX_PENDING as u64 {
-            tokens.push(p.start(gfn).unwrap(), GFP_KERNEL).unwrap();
+            tokens
+                .push(p.start(read(gfn)).unwrap(), GFP_KERNEL)
+                .unwrap();
         }
         tokens
     }
@@ -134,47 +141,61 @@ mod pending {
     fn limit_then_slot_reused() {
         let mut p = Pending::new();
         let tokens = fill(&mut p);
-        assert_eq!(p.start(1000), Err(Full::Limit));
+        assert_eq!(p.start(read(1000)), Err(Full::Limit));
 
         assert!(p.complete(tokens[3]));
-        assert_eq!(p.start(1000), Err(Full::Limit));
+        assert_eq!(p.start(read(1000)), Err(Full::Limit));
         assert!(p.delivered(tokens[3]));
-        let t = p.start(1000).unwrap();
+        let t = p.start(read(1000)).unwrap();
         assert!(!tokens.iter().any(|old| *old == t && *old != tokens[3]));
     }
 
     #[test]
     fn duplicate_page_not_queued_twice() {
         let mut p = Pending::new();
-        let t = p.start(42).unwrap();
-        assert_eq!(p.start(42), Err(Full::Duplicate));
+        let t = p.start(read(42)).unwrap();
+        assert_eq!(p.start(read(42)), Err(Full::Duplicate));
         assert!(p.complete(t));
         assert!(p.delivered(t));
-        assert!(p.start(42).is_ok());
+        assert!(p.start(read(42)).is_ok());
     }
 
     #[test]
     fn ready_in_completion_order() {
         let mut p = Pending::new();
-        let a = p.start(1).unwrap();
-        let b = p.start(2).unwrap();
-        let c = p.start(3).unwrap();
+        let a = p.start(read(1)).unwrap();
+        let b = p.start(read(2)).unwrap();
+        let c = p.start(read(3)).unwrap();
         assert_eq!(p.next_ready(), None);
         assert!(p.complete(c));
         assert!(p.complete(a));
-        assert_eq!(p.next_ready(), Some(c));
+        assert_eq!(p.next_ready(), Some((c, read(3))));
         assert!(p.delivered(c));
-        assert_eq!(p.next_ready(), Some(a));
+        assert_eq!(p.next_ready(), Some((a, read(1))));
         assert!(p.delivered(a));
         assert_eq!(p.next_ready(), None);
         assert!(p.complete(b));
-        assert_eq!(p.next_ready(), Some(b));
+        assert_eq!(p.next_ready(), Some((b, read(2))));
+    }
+
+    #[test]
+    fn ready_page_is_the_one_that_faulted() {
+        let mut p = Pending::new();
+        let written = Page {
+            gfn: 0x12345,
+            write: true,
+        };
+        let t = p.start(written).unwrap();
+        // The same frame read is the same page for the duplicate check.
+        assert_eq!(p.start(read(0x12345)), Err(Full::Duplicate));
+        assert!(p.complete(t));
+        assert_eq!(p.next_ready(), Some((t, written)));
     }
 
     #[test]
     fn each_token_completes_and_is_delivered_once() {
         let mut p = Pending::new();
-        let t = p.start(7).unwrap();
+        let t = p.start(read(7)).unwrap();
         assert!(!p.delivered(t));
         assert!(p.complete(t));
         assert!(!p.complete(t));
@@ -190,7 +211,7 @@ mod pending {
         let tokens = fill(&mut p);
         p.cancel(tokens[0]);
         assert!(!p.complete(tokens[0]));
-        assert!(p.start(1000).is_ok());
+        assert!(p.start(read(1000)).is_ok());
     }
 
     #[test]
@@ -203,23 +224,23 @@ mod pending {
 
         // The fetches still in flight keep their slots: the limit holds
         // across disable and enable.
-        assert!(p.start(1000).is_ok());
-        assert_eq!(p.start(1001), Err(Full::Limit));
+        assert!(p.start(read(1000)).is_ok());
+        assert_eq!(p.start(read(1001)), Err(Full::Limit));
 
         // Finishing an orphaned fetch frees its slot without a PAGE_READY.
         assert!(!p.complete(tokens[1]));
         assert_eq!(p.next_ready(), None);
-        assert!(p.start(1002).is_ok());
+        assert!(p.start(read(1002)).is_ok());
     }
 
     #[test]
     fn wrap_skips_zero_and_tokens_in_use() {
         let mut p = Pending::new();
-        let first = p.start(0).unwrap();
+        let first = p.start(read(0)).unwrap();
         assert_eq!(first, 1);
         p.skip_tokens_to(u32::MAX - 1);
-        assert_eq!(p.start(1), Ok(u32::MAX));
+        assert_eq!(p.start(read(1)), Ok(u32::MAX));
         // 0 is never a token and 1 is still in flight.
-        assert_eq!(p.start(2), Ok(2));
+        assert_eq!(p.start(read(2)), Ok(2));
     }
 }
