@@ -12,7 +12,8 @@
 #                        l2_guest_sleeps, l2_guest_lowpower ("none" when
 #                        not enabled), l2_kvm_exits (the VM's exits to KVM),
 #                        l2_kvm_sync (faults KVM could have signalled but
-#                        resolved synchronously),
+#                        resolved synchronously), l2_kvm_mapped (pages KVM
+#                        mapped at stage 2 before their PAGE_READY),
 #                        and how the run loaded L1:
 #                        l2_l1_busy (percent of all L1 CPUs), l2_vmm_cpu_s
 #                        (the VMM's CPU time), l2_memcg_high (memory.high
@@ -75,6 +76,7 @@ l2_run() {
 	l2_kvm_ready=$(l2_stat apf_ready)
 	l2_kvm_exits=$(l2_stat exits)
 	l2_kvm_sync=$(l2_stat apf_sync)
+	l2_kvm_mapped=$(l2_stat apf_ready_mapped)
 	l2_swapin=$(($(l2_pswpin) - swapin0))
 	l2_memcg_high=$(($(l2_memcg_high) - high0))
 	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/$pid/stat 2>/dev/null)
