@@ -92,8 +92,9 @@ l2_run() {
 	l2_guest_sleeps=${3:-none} l2_guest_lowpower=${4:-none}
 }
 
-# Whether L2's log shows a hung task, BUG (KASAN's included), WARNING
-# (lockdep's included), oops or kmemleak suspect.
+# Whether L2's log shows a kernel report: a hung task, BUG (soft lockups
+# and KASAN's included), WARNING (lockdep's included), oops, panic, RCU
+# stall, UBSAN report or kmemleak suspect.
 l2_splat() {
-	grep -qE 'blocked for more than|BUG|WARNING|Oops|suspected memory leak' "$1"
+	grep -qE 'blocked for more than|BUG|WARNING|Oops|Kernel panic|Unable to handle kernel|detected stalls|UBSAN:|KASAN:|suspected memory leak' "$1"
 }
