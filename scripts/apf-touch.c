@@ -1,19 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * apf-touch [--bench] MIB [PASSES]: the workload L2 runs in the tests and
- * in `make bench`.
+ * apf-touch [--bench] MIB [PASSES [SECONDS]]: the workload L2 runs in the
+ * tests and in `make bench`.
  *
  * The victim writes a pattern over MIB MiB of anonymous memory and reads
  * every word back, PASSES times (default 2); it exits 1 on the first
  * mismatch.  Run in a guest whose host keeps less than MIB resident, every
- * pass brings pages back from the host's swap.
+ * pass brings pages back from the host's swap.  With SECONDS, it goes on
+ * with more passes until that long has passed: a run without memory
+ * pressure, whose passes take a second, then lasts as long as one with.
  *
  * With --bench a bystander that needs only resident memory runs beside
  * it: in every period of PERIOD_US it does units of CPU work for half the
  * period, then sleeps until the next period starts, and measures how late
- * it woke.  When the victim is done, one line reports the victim's time,
- * the bystander's throughput and its wakeup latencies (percentiles and a
- * histogram with power-of-two microsecond buckets).
+ * it woke.  When the victim is done, one line reports the victim's time
+ * and passes, the bystander's throughput and its wakeup latencies
+ * (percentiles and a histogram with power-of-two microsecond buckets).
  */
 #include <linux/types.h>
 #include <stdio.h>
@@ -48,12 +50,16 @@ static __u64 now_ns(void)
 	return ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
-/* Writes and verifies MIB MiB PASSES times; 0, or -1 on a mismatch. */
-static int victim(size_t mib, unsigned int passes, int verbose)
+/*
+ * Writes and verifies MIB MiB PASSES times, then more until SECONDS have
+ * passed; the number of passes, or -1 on a mismatch.
+ */
+static int victim(size_t mib, unsigned int passes, unsigned int seconds,
+		  int verbose)
 {
+	__u64 *mem, t0, end = now_ns() + seconds * 1000000000ULL;
 	size_t words = mib << 17, i;
 	unsigned int pass;
-	__u64 *mem, t0;
 
 	mem = mmap(NULL, mib << 20, PROT_READ | PROT_WRITE,
 		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -61,7 +67,7 @@ static int victim(size_t mib, unsigned int passes, int verbose)
 		perror("apf-touch: mmap");
 		return -1;
 	}
-	for (pass = 0; pass < passes; pass++) {
+	for (pass = 0; pass < passes || now_ns() < end; pass++) {
 		t0 = now_ns();
 		for (i = 0; i < words; i++)
 			mem[i] = pattern(i, pass);
@@ -78,7 +84,7 @@ static int victim(size_t mib, unsigned int passes, int verbose)
 			       pass, mib, (now_ns() - t0) / 1e9);
 	}
 	munmap(mem, mib << 20);
-	return 0;
+	return pass;
 }
 
 /* One unit of CPU work that the compiler cannot drop. */
@@ -123,7 +129,7 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void report(struct shared *sh, __u64 victim_ns, int bad)
+static void report(struct shared *sh, __u64 victim_ns, int passes)
 {
 	unsigned int hist[BUCKETS] = { 0 }, b;
 	unsigned long n = sh->samples, i;
@@ -134,8 +140,9 @@ static void report(struct shared *sh, __u64 victim_ns, int bad)
 			;
 		hist[b]++;
 	}
-	printf("@@BENCH victim_s=%.3f verified=%d units_per_s=%.1f wakeups=%lu",
-	       victim_ns / 1e9, !bad, sh->units / (victim_ns / 1e9), n);
+	printf("@@BENCH victim_s=%.3f passes=%d verified=%d units_per_s=%.1f wakeups=%lu",
+	       victim_ns / 1e9, passes, passes >= 0,
+	       sh->units / (victim_ns / 1e9), n);
 	if (n)
 		printf(" lat_p50_us=%u lat_p99_us=%u lat_max_us=%u",
 		       sh->lat_us[n / 2], sh->lat_us[n * 99 / 100],
@@ -151,17 +158,18 @@ int main(int argc, char **argv)
 	int bench = argc > 1 && !strcmp(argv[1], "--bench");
 	size_t mib = argc > 1 + bench ? strtoul(argv[1 + bench], NULL, 0) : 0;
 	unsigned int passes = argc > 2 + bench ? atoi(argv[2 + bench]) : 2;
+	unsigned int seconds = argc > 3 + bench ? atoi(argv[3 + bench]) : 0;
 	__u64 t0, victim_ns;
 	struct shared *sh;
+	int done;
 	pid_t pid;
-	int bad;
 
 	if (!mib || !passes) {
-		fprintf(stderr, "usage: apf-touch [--bench] MIB [PASSES]\n");
+		fprintf(stderr, "usage: apf-touch [--bench] MIB [PASSES [SECONDS]]\n");
 		return 2;
 	}
 	if (!bench)
-		return victim(mib, passes, 1) ? 1 : 0;
+		return victim(mib, passes, seconds, 1) < 0;
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -177,10 +185,10 @@ int main(int argc, char **argv)
 	if (!pid)
 		bystander(sh);
 	t0 = now_ns();
-	bad = victim(mib, passes, 0);
+	done = victim(mib, passes, seconds, 0);
 	victim_ns = now_ns() - t0;
 	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
 	waitpid(pid, NULL, 0);
-	report(sh, victim_ns, bad);
-	return bad ? 1 : 0;
+	report(sh, victim_ns, done);
+	return done < 0;
 }
