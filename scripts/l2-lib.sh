@@ -92,9 +92,10 @@ l2_run() {
 	l2_guest_sleeps=${3:-none} l2_guest_lowpower=${4:-none}
 }
 
-# Whether L2's log shows a kernel report: a hung task, BUG (soft lockups
-# and KASAN's included), WARNING (lockdep's included), oops, panic, RCU
-# stall, UBSAN report or kmemleak suspect.
+# Whether L2's log shows a kernel report of /usr/lib/apf/kernel-reports
+# (scripts/kernel-reports, the list the runner checks L1's console for):
+# a BUG, WARNING (lockdep's included), oops, panic, hung task, soft
+# lockup, RCU stall, kmemleak suspect, UBSAN or KASAN report.
 l2_splat() {
-	grep -qE 'blocked for more than|BUG|WARNING|Oops|Kernel panic|Unable to handle kernel|detected stalls|UBSAN:|KASAN:|suspected memory leak' "$1"
+	grep -qE "\[ *[0-9]+\.[0-9]+\] ($(awk '!/^#/ { printf "%s%s", s, $0; s = "|" }' /usr/lib/apf/kernel-reports))" "$1"
 }

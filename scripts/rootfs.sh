@@ -68,6 +68,7 @@ for t in teardown idle soak; do
 done
 mkdir -p "$work/l1/lib/modules" "$work/l1/usr/lib/apf"
 install -m 644 "$top/scripts/l2-lib.sh" "$work/l1/usr/lib/apf/l2-lib.sh"
+install -m 644 "$top/scripts/kernel-reports" "$work/l1/usr/lib/apf/kernel-reports"
 install -m 644 "$module" "$work/l1/lib/modules/"
 "${cc[@]}" -shared -fPIC -o "$work/l1/usr/lib/apf/hide-apf.so" \
 	"$top/scripts/hide-apf.c" -ldl

@@ -123,10 +123,10 @@ if ! grep -aq '@@APF-TESTS-DONE@@' "$log"; then
 	tail -n 40 "$log" | sed 's/^/#   /'
 fi
 
-# Kernel reports only: console lines carry a printk timestamp.  L2's
-# console comes through the L2 tests as TAP comments, behind "# " and
-# maybe the name of the run ("# offered: ").
-splat='^(# ([A-Za-z0-9_.-]+: )?)?\[ *[0-9]+\.[0-9]+\] (BUG:|WARNING:|Oops|Kernel panic|Unable to handle kernel|INFO: task .* blocked for more than|watchdog: BUG: soft lockup|rcu: INFO: .* detected stalls|kmemleak: .* new suspected memory leaks|UBSAN:|KASAN:)'
+# Kernel reports only (scripts/kernel-reports): console lines behind a
+# printk timestamp.  L2's console comes through the L2 tests as TAP
+# comments, behind "# " and maybe the name of the run ("# offered: ").
+splat="\\[ *[0-9]+\\.[0-9]+\\] ($(awk '!/^#/ { printf "%s%s", s, $0; s = "|" }' "$top/scripts/kernel-reports"))"
 if grep -a -E "$splat" "$log" >"$out/splats.txt"; then
 	report console-clean fail "kernel reports on the console"
 	head -n 20 "$out/splats.txt" | sed 's/^/#   /'
