@@ -15,7 +15,11 @@
  * period, then sleeps until the next period starts, and measures how late
  * it woke.  When the victim is done, one line reports the victim's time
  * and passes, the bystander's throughput and its wakeup latencies
- * (percentiles and a histogram with power-of-two microsecond buckets).
+ * (percentiles and a histogram with power-of-two microsecond buckets),
+ * and the same figures over the passes after the first ("warm_"): the
+ * first pass is where the guest first touches the memory and the host
+ * allocates it; after it, every page comes back from where the host put
+ * it (its swap, under pressure).
  */
 #include <linux/types.h>
 #include <stdio.h>
@@ -32,9 +36,12 @@
 
 struct shared {
 	int stop;
-	unsigned long long units;
+	int warm;		/* the victim is past its first pass */
+	__u64 warm_ns;		/* when it got there */
+	unsigned long long units, warm_units;
 	unsigned long samples;
 	unsigned int lat_us[MAX_SAMPLES];
+	unsigned char lat_warm[MAX_SAMPLES];
 };
 
 static __u64 pattern(__u64 word, unsigned int pass)
@@ -52,10 +59,11 @@ static __u64 now_ns(void)
 
 /*
  * Writes and verifies MIB MiB PASSES times, then more until SECONDS have
- * passed; the number of passes, or -1 on a mismatch.
+ * passed; the number of passes, or -1 on a mismatch.  With SH, tells the
+ * bystander when the first pass is done.
  */
 static int victim(size_t mib, unsigned int passes, unsigned int seconds,
-		  int verbose)
+		  struct shared *sh, int verbose)
 {
 	__u64 *mem, t0, end = now_ns() + seconds * 1000000000ULL;
 	size_t words = mib << 17, i;
@@ -82,6 +90,10 @@ static int victim(size_t mib, unsigned int passes, unsigned int seconds,
 		if (verbose)
 			printf("apf-touch: pass %u: %zu MiB written and verified in %.1f s\n",
 			       pass, mib, (now_ns() - t0) / 1e9);
+		if (sh && !pass) {
+			sh->warm_ns = now_ns();
+			__atomic_store_n(&sh->warm, 1, __ATOMIC_RELEASE);
+		}
 	}
 	munmap(mem, mib << 20);
 	return pass;
@@ -101,6 +113,7 @@ static void bystander(struct shared *sh)
 {
 	__u64 next = now_ns(), x = 1, t;
 	struct timespec ts;
+	int warm;
 
 	while (!__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
 		next += PERIOD_US * 1000ULL;
@@ -108,13 +121,20 @@ static void bystander(struct shared *sh)
 		       !__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
 			x = unit(x);
 			sh->units++;
+			if (__atomic_load_n(&sh->warm, __ATOMIC_ACQUIRE))
+				sh->warm_units++;
 		}
 		ts.tv_sec = next / 1000000000ULL;
 		ts.tv_nsec = next % 1000000000ULL;
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 		t = now_ns();
-		if (sh->samples < MAX_SAMPLES)
+		/* A wakeup counts as warm if the whole period was. */
+		warm = __atomic_load_n(&sh->warm, __ATOMIC_ACQUIRE) &&
+		       sh->warm_ns < next - PERIOD_US * 1000ULL;
+		if (sh->samples < MAX_SAMPLES) {
+			sh->lat_warm[sh->samples] = warm;
 			sh->lat_us[sh->samples++] = t > next ? (t - next) / 1000 : 0;
+		}
 		/* A period missed entirely is not made up for. */
 		if (t > next + PERIOD_US * 1000ULL)
 			next = t;
@@ -129,11 +149,24 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void report(struct shared *sh, __u64 victim_ns, int passes)
+/* " PREFIXlat_p50_us=.. p99 .. max ..": percentiles of N sorted latencies. */
+static void percentiles(const char *prefix, unsigned int *lat, unsigned long n)
+{
+	if (n)
+		printf(" %slat_p50_us=%u %slat_p99_us=%u %slat_max_us=%u",
+		       prefix, lat[n / 2], prefix, lat[n * 99 / 100],
+		       prefix, lat[n - 1]);
+}
+
+static void report(struct shared *sh, __u64 t0, __u64 t1, int passes)
 {
 	unsigned int hist[BUCKETS] = { 0 }, b;
-	unsigned long n = sh->samples, i;
+	unsigned long n = sh->samples, nwarm = 0, i;
+	unsigned int *warm = calloc(n + 1, sizeof(*warm));
 
+	for (i = 0; i < n; i++)
+		if (warm && sh->lat_warm[i])
+			warm[nwarm++] = sh->lat_us[i];
 	qsort(sh->lat_us, n, sizeof(sh->lat_us[0]), cmp);
 	for (i = 0; i < n; i++) {
 		for (b = 0; b < BUCKETS - 1 && sh->lat_us[i] >= (2U << b); b++)
@@ -141,12 +174,17 @@ static void report(struct shared *sh, __u64 victim_ns, int passes)
 		hist[b]++;
 	}
 	printf("@@BENCH victim_s=%.3f passes=%d verified=%d units_per_s=%.1f wakeups=%lu",
-	       victim_ns / 1e9, passes, passes >= 0,
-	       sh->units / (victim_ns / 1e9), n);
-	if (n)
-		printf(" lat_p50_us=%u lat_p99_us=%u lat_max_us=%u",
-		       sh->lat_us[n / 2], sh->lat_us[n * 99 / 100],
-		       sh->lat_us[n - 1]);
+	       (t1 - t0) / 1e9, passes, passes >= 0,
+	       sh->units / ((t1 - t0) / 1e9), n);
+	percentiles("", sh->lat_us, n);
+	if (sh->warm && t1 > sh->warm_ns && warm) {
+		qsort(warm, nwarm, sizeof(warm[0]), cmp);
+		printf(" warm_s=%.3f warm_units_per_s=%.1f warm_wakeups=%lu",
+		       (t1 - sh->warm_ns) / 1e9,
+		       sh->warm_units / ((t1 - sh->warm_ns) / 1e9), nwarm);
+		percentiles("warm_", warm, nwarm);
+	}
+	free(warm);
 	printf(" hist=");
 	for (b = 0; b < BUCKETS; b++)
 		printf("%s%u", b ? "," : "", hist[b]);
@@ -159,8 +197,8 @@ int main(int argc, char **argv)
 	size_t mib = argc > 1 + bench ? strtoul(argv[1 + bench], NULL, 0) : 0;
 	unsigned int passes = argc > 2 + bench ? atoi(argv[2 + bench]) : 2;
 	unsigned int seconds = argc > 3 + bench ? atoi(argv[3 + bench]) : 0;
-	__u64 t0, victim_ns;
 	struct shared *sh;
+	__u64 t0, t1;
 	int done;
 	pid_t pid;
 
@@ -169,7 +207,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (!bench)
-		return victim(mib, passes, seconds, 1) < 0;
+		return victim(mib, passes, seconds, NULL, 1) < 0;
 
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -185,10 +223,10 @@ int main(int argc, char **argv)
 	if (!pid)
 		bystander(sh);
 	t0 = now_ns();
-	done = victim(mib, passes, seconds, 0);
-	victim_ns = now_ns() - t0;
+	done = victim(mib, passes, seconds, sh, 0);
+	t1 = now_ns();
 	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
 	waitpid(pid, NULL, 0);
-	report(sh, victim_ns, done);
+	report(sh, t0, t1, done);
 	return done < 0;
 }
