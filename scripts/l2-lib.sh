@@ -17,7 +17,10 @@
 #                        and how the run loaded L1:
 #                        l2_l1_busy (percent of all L1 CPUs), l2_vmm_cpu_s
 #                        (the VMM's CPU time), l2_memcg_high (memory.high
-#                        events: reclaim and throttling).
+#                        events: reclaim and throttling), and where its
+#                        vCPU threads spent the guest's life: l2_vcpu_run_s
+#                        (on an L1 CPU), l2_vcpu_delay_s (runnable, waiting
+#                        for one), of l2_life_s (from QEMU's start).
 cg=/sys/fs/cgroup
 # How much slower than usual the kernels are (test-debug): waits scale.
 scale=${APF_TIME_SCALE:-1}
@@ -36,6 +39,14 @@ l2_cpu() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i;
 	print t - $5 - $6, t }' /proc/stat; }
 l2_memcg_high() { awk '$1 == "high" { print $2 }' $cg/l2/memory.events; }
 l2_stat() { cat /sys/kernel/debug/kvm/"$1" 2>/dev/null || echo missing; }
+l2_uptime() { cut -d ' ' -f 1 /proc/uptime; }
+# l2_vcpu_schedstat PID: seconds on a CPU and waiting for one, summed over
+# the vCPU threads ("CPU n/KVM") of QEMU process PID.
+l2_vcpu_schedstat() {
+	for t in /proc/"$1"/task/*; do
+		case "$(cat "$t/comm" 2>/dev/null)" in "CPU "*/KVM) cat "$t/schedstat" 2>/dev/null ;; esac
+	done | awk '{ run += $1; delay += $2 } END { printf "%.2f %.2f", run / 1e9, delay / 1e9 }'
+}
 
 # l2_start NAME LIMIT APPEND [VAR=VALUE...]: boot L2 in the background in
 # the cgroup, as l2_run does; sets l2_pid and l2_log.
@@ -67,11 +78,16 @@ l2_run() {
 	read -r busy0 total0 <<-EOF
 	$(l2_cpu)
 	EOF
+	start=$(l2_uptime)
 	l2_start "$@"
 	pid=$l2_pid
 	while kill -0 $pid 2>/dev/null && ! grep -q '@@L2 done@@' "$l2_log"; do
 		sleep 1
 	done
+	l2_life_s=$(awk -v a="$start" -v b="$(l2_uptime)" 'BEGIN { printf "%.1f", b - a }')
+	read -r l2_vcpu_run_s l2_vcpu_delay_s <<-EOF
+	$(l2_vcpu_schedstat $pid)
+	EOF
 	l2_kvm_np=$(l2_stat apf_not_present)
 	l2_kvm_ready=$(l2_stat apf_ready)
 	l2_kvm_exits=$(l2_stat exits)
