@@ -164,8 +164,8 @@ static void report(struct shared *sh, __u64 t0, __u64 t1, int passes)
 	unsigned long n = sh->samples, nwarm = 0, i;
 	unsigned int *warm = calloc(n + 1, sizeof(*warm));
 
-	for (i = 0; i < n; i++)
-		if (warm && sh->lat_warm[i])
+	for (i = 0; warm && i < n; i++)
+		if (sh->lat_warm[i])
 			warm[nwarm++] = sh->lat_us[i];
 	qsort(sh->lat_us, n, sizeof(sh->lat_us[0]), cmp);
 	for (i = 0; i < n; i++) {
