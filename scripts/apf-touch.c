@@ -19,13 +19,18 @@
  * and the same figures over the passes after the first ("warm_"): the
  * first pass is where the guest first touches the memory and the host
  * allocates it; after it, every page comes back from where the host put
- * it (its swap, under pressure).
+ * it (its swap, under pressure).  It also counts the wakeups on whose way
+ * back the bystander blocked on something of its own ("own_waits"): a
+ * page of its own the host had swapped out, which the feature cannot hide
+ * from the task that waits for it.
  */
+#define _GNU_SOURCE
 #include <linux/types.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +45,7 @@ struct shared {
 	__u64 warm_ns;		/* when it got there */
 	unsigned long long units, warm_units;
 	unsigned long samples;
+	unsigned long own_waits;	/* wakeups late for a wait of its own */
 	unsigned int lat_us[MAX_SAMPLES];
 	unsigned char lat_warm[MAX_SAMPLES];
 };
@@ -109,11 +115,20 @@ static __u64 unit(__u64 x)
 	return x;
 }
 
+/* How often this thread blocked, its sleeps included. */
+static long blocked(void)
+{
+	struct rusage ru;
+
+	return getrusage(RUSAGE_THREAD, &ru) ? 0 : ru.ru_nvcsw;
+}
+
 static void bystander(struct shared *sh)
 {
 	__u64 next = now_ns(), x = 1, t;
 	struct timespec ts;
-	int warm;
+	int warm, sleeps;
+	long b0;
 
 	while (!__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
 		next += PERIOD_US * 1000ULL;
@@ -126,8 +141,17 @@ static void bystander(struct shared *sh)
 		}
 		ts.tv_sec = next / 1000000000ULL;
 		ts.tv_nsec = next % 1000000000ULL;
+		sleeps = now_ns() < next;
+		b0 = blocked();
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 		t = now_ns();
+		/*
+		 * Blocked more than its sleep: it waited for something of its
+		 * own on the way back (a page of its own the guest was told
+		 * is not present).
+		 */
+		if (blocked() - b0 > sleeps)
+			sh->own_waits++;
 		/* A wakeup counts as warm if the whole period was. */
 		warm = __atomic_load_n(&sh->warm, __ATOMIC_ACQUIRE) &&
 		       sh->warm_ns < next - PERIOD_US * 1000ULL;
@@ -185,6 +209,7 @@ static void report(struct shared *sh, __u64 t0, __u64 t1, int passes)
 		percentiles("warm_", warm, nwarm);
 	}
 	free(warm);
+	printf(" own_waits=%lu", sh->own_waits);
 	printf(" hist=");
 	for (b = 0; b < BUCKETS; b++)
 		printf("%s%u", b ? "," : "", hist[b]);
