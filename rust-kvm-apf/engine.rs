@@ -135,14 +135,17 @@ impl VcpuApf {
     }
 
     /// Signals PAGE_NOT_PRESENT for the page at `ipa`, mapped at `hva` in
-    /// the VMM, and queues its fetch.  On anything but `Queued` the caller
-    /// resolves the fault synchronously.
+    /// the VMM, and queues its fetch, which also reclaims for the
+    /// `over_high` pages the vCPU thread charged past `memory.high`.  On
+    /// anything but `Queued` the caller resolves the fault synchronously,
+    /// and keeps the reclaim.
     pub(crate) fn queue(
         self: ArcBorrow<'_, Self>,
         vcpu: &Vcpu,
         ipa: u64,
         hva: usize,
         write: bool,
+        over_high: u32,
     ) -> Outcome {
         let ctrl = self.state.lock().ctrl;
         if !ctrl.enabled() {
@@ -174,6 +177,7 @@ impl VcpuApf {
                 mm: vcpu.mm(),
                 hva,
                 write,
+                over_high,
                 token,
             }),
             GFP_KERNEL_ACCOUNT,
@@ -268,6 +272,7 @@ struct Fetch {
     mm: ARef<Mm>,
     hva: usize,
     write: bool,
+    over_high: u32,
     token: u32,
 }
 
@@ -279,7 +284,7 @@ impl WorkItem for Fetch {
     type Pointer = Arc<Fetch>;
 
     fn run(this: Arc<Fetch>) {
-        kvm::fault_in(&this.mm, this.hva, this.write);
+        kvm::fault_in(&this.mm, this.hva, this.write, this.over_high);
         this.apf.fetched(this.token);
     }
 }

@@ -115,7 +115,8 @@ pub unsafe extern "C" fn kvm_apf_wants(apf: *const c_void, el1: bool) -> bool {
     unsafe { borrow(apf) }.wants(el1)
 }
 
-/// Signals PAGE_NOT_PRESENT and queues the fetch; an `enum kvm_apf_outcome`.
+/// Signals PAGE_NOT_PRESENT and queues the fetch, which takes over the
+/// reclaim for `over_high` pages; an `enum kvm_apf_outcome`.
 ///
 /// # Safety
 ///
@@ -129,13 +130,14 @@ pub unsafe extern "C" fn kvm_apf_queue(
     ipa: u64,
     hva: usize,
     write: bool,
+    over_high: u32,
     token: *mut u32,
 ) -> c_int {
     // SAFETY: The caller passes a valid `apf`.
     let apf = unsafe { borrow(apf) };
     // SAFETY: The caller passes a live vCPU and runs on its thread.
     let vcpu = unsafe { Vcpu::from_raw(vcpu) };
-    let outcome = match apf.queue(vcpu, ipa, hva, write) {
+    let outcome = match apf.queue(vcpu, ipa, hva, write, over_high) {
         Outcome::Queued(t) => {
             // SAFETY: The caller passes a pointer valid for a write.
             unsafe { token.write(t) };

@@ -135,9 +135,11 @@ impl Kicker {
     }
 }
 
-/// Brings in the page at `hva` of `mm`, waiting as long as that takes.
-pub(crate) fn fault_in(mm: &Mm, hva: usize, write: bool) {
+/// Brings in the page at `hva` of `mm`, waiting as long as that takes,
+/// then reclaims what the fetch, and the `over_high` pages the vCPU thread
+/// handed it, charged past the memory cgroup's `memory.high`.
+pub(crate) fn fault_in(mm: &Mm, hva: usize, write: bool, over_high: u32) {
     // SAFETY: `mm` is a live `mm_struct`: the reference keeps it allocated,
     // and the helper pins the address space itself before using it.
-    unsafe { bindings::kvm_arm_apf_fault_in(mm.as_raw(), hva, write) }
+    unsafe { bindings::kvm_arm_apf_fault_in(mm.as_raw(), hva, write, over_high) }
 }
