@@ -17,6 +17,7 @@ export CACHE BUILD
 # Multiplies the tests' time limits, and settings for the tests in L1
 # (VAR=VALUE,...): test-debug sets them.
 export TIME_SCALE APF_ENV
+comma := ,
 
 LLVM_BIN := /usr/lib/llvm-19/bin
 export PATH := $(LLVM_BIN):$(HOME)/.cargo/bin:$(PATH)
@@ -107,7 +108,7 @@ test: deps
 test-debug:
 	@+$(MAKE) --no-print-directory test BUILD=$(BUILD)-debug \
 		KCONFIG="scripts/kernel.config scripts/debug.config" TIME_SCALE=10 \
-		APF_ENV=APF_MIB=96,APF_LIMIT=64M
+		APF_ENV=APF_MIB=96,APF_LIMIT=64M$(if $(APF_ENV),$(comma)$(APF_ENV))
 
 soak: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
