@@ -17,7 +17,9 @@
 #                        and how the run loaded L1:
 #                        l2_l1_busy (percent of all L1 CPUs), l2_vmm_cpu_s
 #                        (the VMM's CPU time), l2_memcg_high (memory.high
-#                        events: reclaim and throttling), and where its
+#                        events: reclaim and throttling), l2_memcg_peak_mib
+#                        (the cgroup's peak memory use, "unknown" if an
+#                        earlier guest still holds the cgroup), and where its
 #                        vCPU threads spent the guest's life: l2_vcpu_run_s
 #                        (on an L1 CPU), l2_vcpu_delay_s (runnable, waiting
 #                        for one), of l2_life_s (from QEMU's start).
@@ -72,7 +74,15 @@ l2_wait() {
 	done
 }
 
+# l2_fresh_cgroup: the cgroup made anew, so that its memory.peak is the
+# next run's; status 1, and the cgroup kept, while a process is in it.
+l2_fresh_cgroup() {
+	[ ! -s $cg/l2/cgroup.procs ] && rmdir $cg/l2 && mkdir $cg/l2
+}
+
 l2_run() {
+	fresh=1
+	l2_fresh_cgroup || fresh=0
 	swapin0=$(l2_pswpin)
 	high0=$(l2_memcg_high)
 	read -r busy0 total0 <<-EOF
@@ -95,6 +105,8 @@ l2_run() {
 	l2_kvm_mapped=$(l2_stat apf_ready_mapped)
 	l2_swapin=$(($(l2_pswpin) - swapin0))
 	l2_memcg_high=$(($(l2_memcg_high) - high0))
+	l2_memcg_peak_mib=unknown
+	[ $fresh = 1 ] && l2_memcg_peak_mib=$(($(cat $cg/l2/memory.peak) >> 20))
 	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/$pid/stat 2>/dev/null)
 	read -r busy total <<-EOF
 	$(l2_cpu)
