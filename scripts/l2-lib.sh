@@ -77,7 +77,7 @@ l2_wait() {
 # l2_fresh_cgroup: the cgroup made anew, so that its memory.peak is the
 # next run's; status 1, and the cgroup kept, while a process is in it.
 l2_fresh_cgroup() {
-	[ ! -s $cg/l2/cgroup.procs ] && rmdir $cg/l2 && mkdir $cg/l2
+	[ -z "$(cat $cg/l2/cgroup.procs)" ] && rmdir $cg/l2 && mkdir $cg/l2
 }
 
 l2_run() {
