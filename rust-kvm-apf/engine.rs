@@ -190,7 +190,7 @@ impl VcpuApf {
         match fetch {
             Ok(fetch) if signalled => {
                 // A fresh work item is never already queued.
-                let _ = workqueue::system_unbound().enqueue(fetch);
+                let _ = workqueue::system_dfl().enqueue(fetch);
                 Outcome::Queued(token)
             }
             _ => {
