@@ -105,7 +105,7 @@ impl Ppi {
         };
         spec.param[0] = GIC_PPI;
         spec.param[1] = intid - 16;
-        spec.param[2] = bindings::IRQ_TYPE_LEVEL_HIGH;
+        spec.param[2] = bindings::IRQ_TYPE_EDGE_RISING;
         // SAFETY: `spec` is a valid specifier for the GIC's domain, which
         // takes its own reference to the fwnode if it keeps it.
         let virq = unsafe { bindings::irq_create_fwspec_mapping(&mut spec) };

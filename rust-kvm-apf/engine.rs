@@ -47,8 +47,8 @@ impl From<Full> for Outcome {
 struct State {
     ctrl: Ctrl,
     pending: Pending,
-    /// PAGE_READY is raised and the guest has not acknowledged it.
-    line_raised: bool,
+    /// PAGE_READY is signalled and the guest has not acknowledged it.
+    unacked: bool,
     /// `None` once the vCPU is being destroyed.
     kicker: Option<Kicker>,
 }
@@ -73,7 +73,7 @@ impl VcpuApf {
                 state <- new_spinlock!(State {
                     ctrl: Ctrl::DISABLED,
                     pending: Pending::new(),
-                    line_raised: false,
+                    unacked: false,
                     kicker: Some(kicker),
                 }, "kvm_apf_vcpu"),
             }),
@@ -100,7 +100,7 @@ impl VcpuApf {
     /// vCPU reset may call this with preemption disabled.
     pub(crate) fn set_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
         let parsed = Ctrl::parse(val, vcpu);
-        self.apply(vcpu, parsed.unwrap_or(Ctrl::DISABLED));
+        self.apply(parsed.unwrap_or(Ctrl::DISABLED));
         parsed.map(|_| ())
     }
 
@@ -108,24 +108,18 @@ impl VcpuApf {
     /// changes nothing.
     pub(crate) fn restore_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
         let ctrl = Ctrl::parse(val, vcpu)?;
-        self.apply(vcpu, ctrl);
+        self.apply(ctrl);
         Ok(())
     }
 
-    fn apply(&self, vcpu: &Vcpu, ctrl: Ctrl) {
-        let lower = {
-            let mut s = self.state.lock();
-            s.ctrl = ctrl;
-            if ctrl.enabled() {
-                false
-            } else {
-                s.pending.clear();
-                core::mem::replace(&mut s.line_raised, false)
-            }
-        };
-        if lower {
-            // The line was raised, so the vGIC is there and this succeeds.
-            let _ = vcpu.set_ready_line(false);
+    fn apply(&self, ctrl: Ctrl) {
+        let mut s = self.state.lock();
+        s.ctrl = ctrl;
+        if !ctrl.enabled() {
+            // A signal still pending at the vGIC is the guest's to
+            // ignore: the ABI calls it spurious.
+            s.pending.clear();
+            s.unacked = false;
         }
     }
 
@@ -215,7 +209,7 @@ impl VcpuApf {
     pub(crate) fn deliver_ready(&self, vcpu: &Vcpu) -> u32 {
         let (ctrl, token, page) = {
             let s = self.state.lock();
-            if !s.ctrl.enabled() || s.line_raised {
+            if !s.ctrl.enabled() || s.unacked {
                 return 0;
             }
             match s.pending.next_ready() {
@@ -239,24 +233,21 @@ impl VcpuApf {
         {
             let mut s = self.state.lock();
             s.pending.delivered(token);
-            s.line_raised = true;
+            s.unacked = true;
         }
-        if vcpu.set_ready_line(true).is_err() {
-            self.state.lock().line_raised = false;
+        if vcpu.signal_ready().is_err() {
+            self.state.lock().unacked = false;
         }
         token
     }
 
     /// The guest acknowledged a PAGE_READY.
     pub(crate) fn ack(&self, vcpu: &Vcpu) {
-        let (lower, more) = {
+        let more = {
             let mut s = self.state.lock();
-            let more = s.ctrl.enabled() && s.pending.next_ready().is_some();
-            (core::mem::replace(&mut s.line_raised, false), more)
+            s.unacked = false;
+            s.ctrl.enabled() && s.pending.next_ready().is_some()
         };
-        if lower {
-            let _ = vcpu.set_ready_line(false);
-        }
         if more {
             vcpu.request_ready();
         }

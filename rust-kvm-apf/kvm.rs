@@ -80,10 +80,10 @@ impl Vcpu {
         to_result(unsafe { bindings::kvm_arm_apf_map_ready(self.as_raw(), ipa, write) })
     }
 
-    /// Raises or lowers the PAGE_READY interrupt of this vCPU.
-    pub(crate) fn set_ready_line(&self, level: bool) -> Result {
+    /// Signals PAGE_READY: makes the vCPU's edge-triggered PPI pending.
+    pub(crate) fn signal_ready(&self) -> Result {
         // SAFETY: By the type invariant the vCPU is alive.
-        to_result(unsafe { bindings::kvm_arm_apf_set_ready_line(self.as_raw(), level) })
+        to_result(unsafe { bindings::kvm_arm_apf_signal_ready(self.as_raw()) })
     }
 
     /// Makes the vCPU look for ready pages before it next enters the guest.

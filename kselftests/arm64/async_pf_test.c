@@ -17,6 +17,7 @@
 #include "test_util.h"
 #include "userfaultfd_util.h"
 #include "gic.h"
+#include "gic_v3.h"
 #include "vgic.h"
 
 #define TEST_SLOT		10
@@ -418,6 +419,17 @@ static void test_one_reg(struct kvm_vcpu *vcpu, u64 enabled)
 	TEST_ASSERT_EQ(vcpu_get_reg(vcpu, APF_REG), enabled);
 }
 
+/* Whether a PPI of vCPU 0 is edge-triggered, from GICR_ICFGR1. */
+static bool ppi_is_edge(struct kvm_vm *vm, u32 intid)
+{
+	u64 attr = SZ_64K + GICD_ICFGR + (intid / 16) * 4;
+	u32 val;
+
+	kvm_device_attr_get(vm->arch.gic_fd, KVM_DEV_ARM_VGIC_GRP_REDIST_REGS,
+			    attr, &val);
+	return val & BIT((intid % 16) * 2 + 1);
+}
+
 /* The test pages, in their own memslot, and what the handler serves. */
 static void add_test_pages(struct kvm_vm *vm)
 {
@@ -471,6 +483,9 @@ static void test_signals(void)
 	sync_global_from_guest(vm, max_pending);
 	ksft_test_result_pass("feature discovered: PPI %u, %u pages per vCPU\n",
 			      ready_intid, max_pending);
+	TEST_ASSERT(ppi_is_edge(vm, ready_intid),
+		    "PPI %u still level-sensitive after discovery", ready_intid);
+	ksft_test_result_pass("PAGE_READY's PPI edge-triggered\n");
 
 	run_to(vcpu, STAGE_REFUSED);
 	ksft_test_result_pass("invalid control values refused\n");
@@ -631,6 +646,44 @@ static void test_refused_with_el2(void)
 	run_to_done(vcpu);
 	kvm_vm_free(vm);
 	ksft_test_result_pass("refused to a vCPU with EL2 (nested virt)\n");
+}
+
+static void guest_ppi_taken(void)
+{
+	struct arm_smccc_res res;
+
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_NOT_SUPPORTED);
+	GUEST_DONE();
+}
+
+/* A VMM that gives PAGE_READY's PPI to a PMU: discovery fails. */
+static void test_ppi_taken(void)
+{
+	struct kvm_vcpu_init init;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int irq = ready_intid;
+
+	if (!kvm_check_cap(KVM_CAP_ARM_PMU_V3)) {
+		ksft_test_result_skip("PPI taken by a PMU: KVM_CAP_ARM_PMU_V3 not available\n");
+		return;
+	}
+
+	vm = vm_create(1);
+	kvm_get_default_vcpu_target(vm, &init);
+	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
+	init.features[0] |= BIT(KVM_ARM_VCPU_PMU_V3);
+	vcpu = aarch64_vcpu_add(vm, 0, &init, guest_ppi_taken);
+	kvm_arch_vm_finalize_vcpus(vm);
+	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
+			     KVM_ARM_VCPU_PMU_V3_IRQ, &irq);
+	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
+			     KVM_ARM_VCPU_PMU_V3_INIT, NULL);
+	run_to_done(vcpu);
+	kvm_vm_free(vm);
+	ksft_test_result_pass("PPI %d given to a PMU: discovery fails\n", irq);
 }
 
 /*
@@ -929,7 +982,7 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(feature_offered());
 
 	ksft_print_header();
-	ksft_set_plan(17);
+	ksft_set_plan(19);
 
 	test_signals();
 	test_teardown();
@@ -937,6 +990,7 @@ int main(int argc, char *argv[])
 	test_block_moves();
 	test_hidden();
 	test_refused_with_el2();
+	test_ppi_taken();
 
 	ksft_finished();
 }
