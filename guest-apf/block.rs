@@ -8,7 +8,7 @@
 //! off, or by the host while that CPU is out of the guest.
 
 use kernel::bindings;
-use kernel::sync::atomic::{Atomic, Relaxed};
+use kernel::sync::atomic::{Atomic, Full, Relaxed};
 
 /// `reason` of a PAGE_NOT_PRESENT not yet consumed.
 pub(crate) const PAGE_NOT_PRESENT: u32 = bindings::KVM_ARM_APF_PAGE_NOT_PRESENT;
@@ -23,7 +23,8 @@ pub(crate) struct Block {
     reason: Atomic<i32>,
     token: Atomic<i32>,
     ready: Atomic<i32>,
-    reserved: [Atomic<i32>; 13],
+    more: Atomic<i32>,
+    reserved: [Atomic<i32>; 12],
 }
 
 const _: () = assert!(core::mem::size_of::<Block>() == 64);
@@ -43,13 +44,14 @@ impl Block {
             reason: Atomic::new(0),
             token: Atomic::new(0),
             ready: Atomic::new(0),
-            reserved: [const { Atomic::new(0) }; 13],
+            more: Atomic::new(0),
+            reserved: [const { Atomic::new(0) }; 12],
         }
     }
 
     /// Clears every field, before the block is handed to the host.
     pub(crate) fn reset(&self) {
-        for word in [&self.reason, &self.token, &self.ready] {
+        for word in [&self.reason, &self.token, &self.ready, &self.more] {
             store(word, 0);
         }
         for word in &self.reserved {
@@ -78,14 +80,16 @@ impl Block {
     }
 
     /// Consumes the PAGE_READY in the block, if there is one, and returns
-    /// its token.
-    pub(crate) fn take_ready(&self) -> Option<u32> {
-        match load(&self.ready) {
+    /// its token and whether the host wants it acknowledged: it holds
+    /// another one, which found this one unconsumed.
+    pub(crate) fn take_ready(&self) -> Option<(u32, bool)> {
+        // Fully ordered, so that `more` is read only once `ready` is
+        // clear: if the host, which writes the block while this CPU is out
+        // of the guest, saw `ready` still taken, `more` is set by now; if
+        // it saw it clear, it signals its page itself.
+        match u32::from_le(self.ready.xchg(0, Full) as u32) {
             0 => None,
-            token => {
-                store(&self.ready, 0);
-                Some(token)
-            }
+            token => Some((token, load(&self.more) != 0)),
         }
     }
 
@@ -121,9 +125,11 @@ impl Block {
         store(&self.reason, PAGE_NOT_PRESENT);
     }
 
-    /// Writes what the host would to signal PAGE_READY with `token`.
+    /// Writes what the host would to signal PAGE_READY with `token`,
+    /// holding another one behind it if `more`.
     #[cfg(CONFIG_KVM_ARM64_APF_GUEST_KUNIT_TEST)]
-    pub(crate) fn host_ready(&self, token: u32) {
+    pub(crate) fn host_ready(&self, token: u32, more: bool) {
+        store(&self.more, u32::from(more));
         store(&self.ready, token);
     }
 

@@ -43,13 +43,13 @@ impl PerCpu {
         })
     }
 
-    /// Consumes and acknowledges a PAGE_READY, if the block holds one,
-    /// and wakes the context waiting for its token.  Runs on this CPU with
-    /// `w` locked.  Returns whether there was a signal.
+    /// Consumes a PAGE_READY, if the block holds one, acknowledges it if
+    /// the host asks, and wakes the context waiting for its token.  Runs
+    /// on this CPU with `w` locked.  Returns whether there was a signal.
     fn take_ready(&self, w: &mut Waiters) -> bool {
         match w.ready(&self.block, arch::ack_ready) {
             Ready::Nothing => false,
-            Ready::Acked => true,
+            Ready::Consumed => true,
             Ready::Wake(i) => {
                 self.wake[i].complete();
                 true
@@ -218,14 +218,14 @@ impl Guest {
         writeln!(
             f,
             "cpu enabled not_present ready sleeps lowpower_waits sleepers \
-             ready_first spurious overflow woken_by_disable"
+             ready_first spurious overflow woken_by_disable acks"
         )?;
         for (cpu, pc) in self.cpus.iter().enumerate() {
             let w = pc.waiters.lock();
             let s = w.stats();
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {}",
                 cpu,
                 u8::from(w.enabled()),
                 s.not_present,
@@ -236,7 +236,8 @@ impl Guest {
                 s.ready_first,
                 s.spurious,
                 s.overflow,
-                s.woken_by_disable
+                s.woken_by_disable,
+                s.acks
             )?;
         }
         Ok(())

@@ -28,8 +28,11 @@ enum Slot {
 pub(crate) struct Stats {
     /// PAGE_NOT_PRESENT signals, consumed or dropped as already ready.
     pub(crate) not_present: u64,
-    /// PAGE_READY signals, each acknowledged.
+    /// PAGE_READY signals.
     pub(crate) ready: u64,
+    /// Acknowledgments: PAGE_READY signals the host held another one
+    /// behind.
+    pub(crate) acks: u64,
     /// Waits that slept, letting another task run.
     pub(crate) sleeps: u64,
     /// Waits in the low-power state, where the context could not sleep.
@@ -58,6 +61,7 @@ impl core::ops::AddAssign for Stats {
     fn add_assign(&mut self, o: Stats) {
         self.not_present += o.not_present;
         self.ready += o.ready;
+        self.acks += o.acks;
         self.sleeps += o.sleeps;
         self.lowpower_waits += o.lowpower_waits;
         self.ready_first += o.ready_first;
@@ -72,11 +76,10 @@ impl core::ops::AddAssign for Stats {
 pub(crate) enum Ready {
     /// No signal in the block: a spurious interrupt.
     Nothing,
-    /// A signal, consumed and acknowledged, that nobody sleeps on: no
-    /// context is parked for it, or the one parked polls its slot.
-    Acked,
-    /// A signal, consumed and acknowledged: wake the context sleeping in
-    /// slot `.0`.
+    /// A signal, consumed, that nobody sleeps on: no context is parked
+    /// for it, or the one parked polls its slot.
+    Consumed,
+    /// A signal, consumed: wake the context sleeping in slot `.0`.
     Wake(usize),
 }
 
@@ -101,6 +104,7 @@ impl Waiters {
             stats: Stats {
                 not_present: 0,
                 ready: 0,
+                acks: 0,
                 sleeps: 0,
                 lowpower_waits: 0,
                 ready_first: 0,
@@ -182,30 +186,37 @@ impl Waiters {
     }
 
     /// The PAGE_READY interrupt, on the CPU that owns `block`, interrupts
-    /// off: consumes the signal and acknowledges it with `ack`, and marks
-    /// woken the slot waiting for its token.
+    /// off: consumes the signal, acknowledges it with `ack` if the host
+    /// asks for that, and marks woken the slot waiting for its token.
     pub(crate) fn ready(&mut self, block: &Block, ack: impl FnOnce()) -> Ready {
-        let Some(token) = block.take_ready() else {
+        let Some((token, more)) = block.take_ready() else {
             return Ready::Nothing;
         };
-        ack();
+        if more {
+            ack();
+            self.stats.acks += 1;
+        }
         self.stats.ready += 1;
         if block.drop_unconsumed(token, self.draining) {
             self.stats.not_present += 1;
             self.stats.ready_first += 1;
-            return Ready::Acked;
+            return Ready::Consumed;
         }
         self.owed = self.owed.saturating_sub(1);
         for (i, slot) in self.slots.iter_mut().enumerate() {
             match *slot {
                 Slot::Waiting { token: t, sleeps } if t == token => {
                     *slot = Slot::Woken;
-                    return if sleeps { Ready::Wake(i) } else { Ready::Acked };
+                    return if sleeps {
+                        Ready::Wake(i)
+                    } else {
+                        Ready::Consumed
+                    };
                 }
                 _ => {}
             }
         }
-        Ready::Acked
+        Ready::Consumed
     }
 
     /// Whether the context parked in slot `i` may go on.

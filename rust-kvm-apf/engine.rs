@@ -21,6 +21,7 @@ use crate::{
 const BLOCK_REASON: u64 = 0;
 const BLOCK_TOKEN: u64 = 4;
 const BLOCK_READY: u64 = 8;
+const BLOCK_MORE: u64 = 12;
 
 const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
 
@@ -47,8 +48,6 @@ impl From<Full> for Outcome {
 struct State {
     ctrl: Ctrl,
     pending: Pending,
-    /// PAGE_READY is signalled and the guest has not acknowledged it.
-    unacked: bool,
     /// `None` once the vCPU is being destroyed.
     kicker: Option<Kicker>,
 }
@@ -73,7 +72,6 @@ impl VcpuApf {
                 state <- new_spinlock!(State {
                     ctrl: Ctrl::DISABLED,
                     pending: Pending::new(),
-                    unacked: false,
                     kicker: Some(kicker),
                 }, "kvm_apf_vcpu"),
             }),
@@ -119,7 +117,6 @@ impl VcpuApf {
             // A signal still pending at the vGIC is the guest's to
             // ignore: the ABI calls it spurious.
             s.pending.clear();
-            s.unacked = false;
         }
     }
 
@@ -207,21 +204,33 @@ impl VcpuApf {
     /// Delivers the oldest ready page if the guest can take it now.
     /// Returns its token, or 0 when nothing was delivered.
     pub(crate) fn deliver_ready(&self, vcpu: &Vcpu) -> u32 {
-        let (ctrl, token, page) = {
+        let (ctrl, token, page, more) = {
             let s = self.state.lock();
-            if !s.ctrl.enabled() || s.unacked {
+            if !s.ctrl.enabled() {
                 return 0;
             }
             match s.pending.next_ready() {
-                Some((token, page)) => (s.ctrl, token, page),
+                Some((token, page)) => (s.ctrl, token, page, s.pending.ready() > 1),
                 None => return 0,
             }
         };
 
-        // The guest has not consumed the last PAGE_READY: its
-        // acknowledgment asks again.
-        let ready = ctrl.block() + BLOCK_READY;
-        if vcpu.read_u32(ready) != Ok(0) || vcpu.write_u32(ready, token).is_err() {
+        // The guest has not consumed the last PAGE_READY: have it
+        // acknowledge that one, which asks again.
+        let block = ctrl.block();
+        match vcpu.read_u32(block + BLOCK_READY) {
+            Ok(0) => {}
+            Ok(_) => {
+                let _ = vcpu.write_u32(block + BLOCK_MORE, 1);
+                return 0;
+            }
+            Err(_) => return 0,
+        }
+        // A page fetched after the look above asks again, finds `ready`
+        // taken and sets `more` then.
+        if vcpu.write_u32(block + BLOCK_MORE, u32::from(more)).is_err()
+            || vcpu.write_u32(block + BLOCK_READY, token).is_err()
+        {
             return 0;
         }
 
@@ -230,22 +239,18 @@ impl VcpuApf {
         // more.  A page reclaimed again since is left to that retry.
         let _ = vcpu.map_present(page.gfn << PAGE_SHIFT, page.write);
 
-        {
-            let mut s = self.state.lock();
-            s.pending.delivered(token);
-            s.unacked = true;
-        }
-        if vcpu.signal_ready().is_err() {
-            self.state.lock().unacked = false;
-        }
+        self.state.lock().pending.delivered(token);
+        // This fails only if the VMM gave the PPI to another device since
+        // the discovery call; the guest then takes the token with the next
+        // interrupt it gets, if any.
+        let _ = vcpu.signal_ready();
         token
     }
 
-    /// The guest acknowledged a PAGE_READY.
+    /// The guest acknowledged a PAGE_READY: it asks for the next one.
     pub(crate) fn ack(&self, vcpu: &Vcpu) {
         let more = {
-            let mut s = self.state.lock();
-            s.unacked = false;
+            let s = self.state.lock();
             s.ctrl.enabled() && s.pending.next_ready().is_some()
         };
         if more {

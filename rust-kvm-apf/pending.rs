@@ -146,6 +146,14 @@ impl Pending {
             .map(|(_, token, page)| (token, page))
     }
 
+    /// How many fetched pages are not signalled yet.
+    pub(crate) fn ready(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Ready { .. }))
+            .count()
+    }
+
     /// PAGE_READY for `token` was delivered: its slot is free again.
     pub(crate) fn delivered(&mut self, token: u32) -> bool {
         match self.find(token) {

@@ -14,6 +14,7 @@
 
 #include "kvm_util.h"
 #include "processor.h"
+#include "arch_timer.h"
 #include "test_util.h"
 #include "userfaultfd_util.h"
 #include "gic.h"
@@ -56,7 +57,7 @@ static u64 test_gva;
 
 /* Guest state, read back by the host. */
 /* Written by the exception handlers: read with READ_ONCE(). */
-static u32 np_count, np_token, ready_count;
+static u32 np_count, np_token, ready_count, ack_count;
 static u32 ready_tokens[2 * TEST_PAGES];
 static u64 np_far;
 static u32 tokens[TEST_PAGES];
@@ -110,7 +111,10 @@ static void guest_irq_handler(struct ex_regs *regs)
 	GUEST_ASSERT(ready_count < ARRAY_SIZE(ready_tokens));
 	WRITE_ONCE(ready_tokens[ready_count], READ_ONCE(block()->ready_token));
 	WRITE_ONCE(block()->ready_token, 0);
-	write_sysreg_s(0, SYS_ASYNC_PF_ACK_EL1);
+	if (READ_ONCE(block()->more_ready)) {
+		write_sysreg_s(0, SYS_ASYNC_PF_ACK_EL1);
+		WRITE_ONCE(ack_count, ack_count + 1);
+	}
 	WRITE_ONCE(ready_count, ready_count + 1);
 	gic_set_eoi(intid);
 }
@@ -124,6 +128,22 @@ static void wait_for_ready(u32 count)
 		asm volatile("wfi");
 		local_irq_enable();
 	}
+	local_irq_enable();
+}
+
+/*
+ * Waits, with IRQs masked since before the pages came in so that the
+ * first PAGE_READY stays in the block, until KVM says that another one
+ * waits behind it; then takes them.
+ */
+static void wait_for_more_ready(void)
+{
+	u64 end = timer_get_cntct(VIRTUAL) + 10ULL * timer_get_cntfrq();
+
+	while (!READ_ONCE(block()->more_ready) && timer_get_cntct(VIRTUAL) < end)
+		cpu_relax();
+	GUEST_ASSERT(READ_ONCE(block()->more_ready));
+	GUEST_ASSERT(READ_ONCE(block()->ready_token));
 	local_irq_enable();
 }
 
@@ -184,7 +204,7 @@ static void guest_code(void)
 	ready_intid = res.a1;
 	max_pending = res.a2;
 	GUEST_ASSERT(ready_intid >= 16 && ready_intid < 32);
-	GUEST_ASSERT(max_pending > 0 && max_pending < TEST_PAGES - 8);
+	GUEST_ASSERT(max_pending > 1 && max_pending < TEST_PAGES - 8);
 	GUEST_SYNC(STAGE_DISCOVERED);
 
 	gic_init(GIC_V3, 1);
@@ -209,6 +229,8 @@ static void guest_code(void)
 
 	wait_for_ready(1);
 	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[0]), t);
+	/* Nothing waited behind it: no acknowledgment was asked for. */
+	GUEST_ASSERT_EQ(READ_ONCE(ack_count), 0);
 	touch_present(0);
 	GUEST_SYNC(STAGE_READY);
 
@@ -221,10 +243,18 @@ static void guest_code(void)
 	touch_present(max_pending + 1);
 	/* Nothing is ready while the handler holds the pages. */
 	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 1);
+	local_irq_disable();
 	GUEST_SYNC(STAGE_LIMIT);
 
-	/* Each token comes back exactly once. */
+	/*
+	 * Each token comes back exactly once: those queued behind an
+	 * unconsumed one come with the acknowledgments, and the last one
+	 * asks for none.
+	 */
+	wait_for_more_ready();
 	wait_for_ready(1 + max_pending);
+	GUEST_ASSERT(READ_ONCE(ack_count) >= 1);
+	GUEST_ASSERT(READ_ONCE(ack_count) < max_pending);
 	for (i = 1; i <= max_pending; i++) {
 		for (page = 1; page <= max_pending; page++)
 			if (tokens[page] == READ_ONCE(ready_tokens[i]))
@@ -506,7 +536,7 @@ static void test_signals(void)
 	run_to(vcpu, STAGE_READY);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready_mapped), 1);
-	ksft_test_result_pass("PAGE_READY with the same token, page mapped, data correct\n");
+	ksft_test_result_pass("PAGE_READY: same token, page mapped, data correct, no ack\n");
 
 	for (page = 1; page <= max_pending; page++)
 		hold[page] = true;
@@ -521,6 +551,9 @@ static void test_signals(void)
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1 + max_pending);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready_mapped), 1 + max_pending);
 	ksft_test_result_pass("synchronous past %u pending pages\n", max_pending);
+	sync_global_from_guest(vm, ack_count);
+	ksft_test_result_pass("PAGE_READY queued behind one: more_ready, %u acks for %u\n",
+			      ack_count, max_pending);
 
 	page = max_pending + 2;
 	hold[page] = true;
@@ -982,7 +1015,7 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(feature_offered());
 
 	ksft_print_header();
-	ksft_set_plan(19);
+	ksft_set_plan(20);
 
 	test_signals();
 	test_teardown();

@@ -25,11 +25,11 @@ mod waiters {
         }
     }
 
-    /// Signals PAGE_READY with `token`; returns what it came to and how
-    /// many acknowledgements were written.
+    /// Signals PAGE_READY with `token`, with nothing queued behind it;
+    /// returns what it came to and how many acknowledgements were written.
     fn ready(w: &mut Waiters, b: &Block, token: u32) -> (Ready, u32) {
         let mut acks = 0;
-        b.host_ready(token);
+        b.host_ready(token, false);
         let r = w.ready(b, || acks += 1);
         (r, acks)
     }
@@ -42,12 +42,12 @@ mod waiters {
         assert_ne!(s1, s2);
         // The abort handler consumed the reason.
         assert_eq!(b.reason(), 0);
-        assert_eq!(ready(&mut w, &b, 22), (Ready::Wake(s2), 1));
+        assert_eq!(ready(&mut w, &b, 22), (Ready::Wake(s2), 0));
         assert!(w.woken(s2));
         assert!(!w.woken(s1));
         assert_eq!(w.sleepers(), 1);
         w.release(s2);
-        assert_eq!(ready(&mut w, &b, 11), (Ready::Wake(s1), 1));
+        assert_eq!(ready(&mut w, &b, 11), (Ready::Wake(s1), 0));
         w.release(s1);
         assert_eq!(w.sleepers(), 0);
     }
@@ -58,7 +58,7 @@ mod waiters {
         // already woken when its context looks, so it does not sleep.
         let (mut w, b) = (enabled(), Block::new());
         let s = park(&mut w, &b, 5);
-        assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 1));
+        assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 0));
         assert!(w.woken(s));
     }
 
@@ -68,7 +68,7 @@ mod waiters {
         // the PAGE_NOT_PRESENT is dropped and the handler retries.
         let (mut w, b) = (enabled(), Block::new());
         b.host_not_present(9);
-        assert_eq!(ready(&mut w, &b, 9), (Ready::Acked, 1));
+        assert_eq!(ready(&mut w, &b, 9), (Ready::Consumed, 0));
         assert_eq!(b.reason(), 0);
         assert_eq!(w.not_present(&b, true), Parked::Retry);
         let s = w.stats();
@@ -77,18 +77,33 @@ mod waiters {
     }
 
     #[test]
-    fn every_ready_is_acknowledged_once() {
+    fn every_ready_is_consumed_once() {
         let (mut w, b) = (enabled(), Block::new());
         // No signal in the block: a spurious interrupt, nothing to ack.
         let mut acks = 0;
         assert_eq!(w.ready(&b, || acks += 1), Ready::Nothing);
-        assert_eq!(acks, 0);
-        // A PAGE_READY nobody waits for is still consumed and acked.
-        assert_eq!(ready(&mut w, &b, 77), (Ready::Acked, 1));
+        // A PAGE_READY nobody waits for is still consumed.
+        assert_eq!(ready(&mut w, &b, 77), (Ready::Consumed, 0));
         // Consumed once.
         assert_eq!(w.ready(&b, || acks += 1), Ready::Nothing);
         assert_eq!(acks, 0);
         assert_eq!(w.stats().ready, 1);
+    }
+
+    #[test]
+    fn acknowledged_only_when_the_host_holds_more() {
+        let (mut w, b) = (enabled(), Block::new());
+        let s = park(&mut w, &b, 3);
+        let mut acks = 0;
+        b.host_ready(3, true);
+        assert_eq!(w.ready(&b, || acks += 1), Ready::Wake(s));
+        assert_eq!(acks, 1);
+        // The host delivered the one it held, with nothing behind it.
+        b.host_ready(4, false);
+        assert_eq!(w.ready(&b, || acks += 1), Ready::Consumed);
+        assert_eq!(acks, 1);
+        let st = w.stats();
+        assert_eq!((st.ready, st.acks), (2, 1));
     }
 
     #[test]
@@ -124,7 +139,7 @@ mod waiters {
             Parked::Wait(p) => p,
             Parked::Retry => panic!("not parked"),
         };
-        assert_eq!(ready(&mut w, &b, 6), (Ready::Acked, 1));
+        assert_eq!(ready(&mut w, &b, 6), (Ready::Consumed, 0));
         assert!(w.woken(p));
         w.release(p);
         b.host_not_present(7);
@@ -151,8 +166,8 @@ mod waiters {
         b.host_not_present(1000);
         assert_eq!(w.not_present(&b, true), Parked::Retry);
         assert_eq!(w.stats().overflow, 1);
-        // Its PAGE_READY finds no waiter and is still acknowledged.
-        assert_eq!(ready(&mut w, &b, 1000), (Ready::Acked, 1));
+        // Its PAGE_READY finds no waiter and is still consumed.
+        assert_eq!(ready(&mut w, &b, 1000), (Ready::Consumed, 0));
     }
 
     #[test]
@@ -165,7 +180,7 @@ mod waiters {
         assert_ne!(b.reason(), PAGE_NOT_PRESENT);
         // One PAGE_READY is owed.
         assert!(!w.drained(&b));
-        assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 1));
+        assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 0));
         w.release(s);
         assert!(w.drained(&b));
         // The fence stays up.
@@ -185,6 +200,6 @@ mod waiters {
         };
         assert_ne!(b.reason(), 0);
         assert_ne!(b.reason(), PAGE_NOT_PRESENT);
-        assert_eq!(ready(&mut w, &b, 8), (Ready::Wake(s), 1));
+        assert_eq!(ready(&mut w, &b, 8), (Ready::Wake(s), 0));
     }
 }

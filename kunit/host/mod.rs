@@ -243,4 +243,20 @@ mod pending {
         // 0 is never a token and 1 is still in flight.
         assert_eq!(p.start(read(2)), Ok(2));
     }
+
+    /// What the engine reads to tell the guest that another PAGE_READY
+    /// waits behind the one it delivers.
+    #[test]
+    fn ready_counts_pages_not_yet_signalled() {
+        let mut p = Pending::new();
+        let tokens = fill(&mut p);
+        assert_eq!(p.ready(), 0);
+        assert!(p.complete(tokens[2]));
+        assert!(p.complete(tokens[0]));
+        assert_eq!(p.ready(), 2);
+        assert!(p.delivered(tokens[2]));
+        assert_eq!(p.ready(), 1);
+        p.clear();
+        assert_eq!(p.ready(), 0);
+    }
 }
