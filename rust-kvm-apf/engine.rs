@@ -241,8 +241,9 @@ impl VcpuApf {
 
         self.state.lock().pending.delivered(token);
         // This fails only if the VMM gave the PPI to another device since
-        // the discovery call; the guest then takes the token with the next
-        // interrupt it gets, if any.
+        // the discovery call.  The token then stays in `ready` with no
+        // interrupt, and the pages after it wait behind it until the
+        // guest disables the feature.
         let _ = vcpu.signal_ready();
         token
     }
