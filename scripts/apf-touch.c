@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * apf-touch [--bench] MIB [PASSES [SECONDS]]: the workload L2 runs in the
- * tests and in `make bench`.
+ * tests and in `make bench`; apf-touch --canary: L1's speed in the bench
+ * (see canary()).
  *
  * The victim writes a pattern over MIB MiB of anonymous memory and reads
  * every word back, PASSES times (default 2); it exits 1 on the first
@@ -33,6 +34,7 @@
  */
 #define _GNU_SOURCE
 #include <linux/types.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +246,54 @@ static void report(struct shared *sh, __u64 t0, __u64 t1, __u64 cpu_ns,
 	printf("@@\n");
 }
 
+/*
+ * --canary: how fast the machine itself runs, apart from how any guest
+ * shares its CPU: 50 ms of units every second until SIGTERM, then their
+ * number per second of the CPU time they took, at nice 19.  scripts/l2-bench
+ * runs it in L1 beside each run, to tell a slowdown of the emulated CPU
+ * under memory pressure, which every task on it suffers, from a cost of
+ * the feature.
+ */
+static volatile sig_atomic_t canary_stop;
+
+static void canary_term(int sig)
+{
+	canary_stop = 1;
+}
+
+static int canary(void)
+{
+	struct sigaction sa = { .sa_handler = canary_term };
+	__u64 units = 0, cpu = 0, next = now_ns(), end, c0, x = 1;
+	unsigned int samples = 0;
+	struct timespec ts;
+
+	/* Only what L1's other tasks leave of its CPUs. */
+	if (sigaction(SIGTERM, &sa, NULL) || setpriority(PRIO_PROCESS, 0, 19)) {
+		perror("apf-touch: canary");
+		return 2;
+	}
+	while (!canary_stop) {
+		end = now_ns() + 50 * 1000000ULL;
+		c0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+		while (now_ns() < end && !canary_stop) {
+			x = unit(x);
+			units++;
+		}
+		cpu += clock_ns(CLOCK_THREAD_CPUTIME_ID) - c0;
+		samples++;
+		next += 1000000000ULL;
+		if (next < now_ns())
+			next = now_ns();
+		ts.tv_sec = next / 1000000000ULL;
+		ts.tv_nsec = next % 1000000000ULL;
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+	}
+	printf("@@CANARY canary_units_per_cpu_s=%.0f canary_samples=%u@@\n",
+	       cpu ? units * 1e9 / cpu : 0.0, samples);
+	return x == 0;
+}
+
 int main(int argc, char **argv)
 {
 	int bench = argc > 1 && !strcmp(argv[1], "--bench");
@@ -255,8 +305,10 @@ int main(int argc, char **argv)
 	int done;
 	pid_t pid;
 
+	if (argc == 2 && !strcmp(argv[1], "--canary"))
+		return canary();
 	if (!mib || !passes) {
-		fprintf(stderr, "usage: apf-touch [--bench] MIB [PASSES [SECONDS]]\n");
+		fprintf(stderr, "usage: apf-touch [--bench] MIB [PASSES [SECONDS]] | --canary\n");
 		return 2;
 	}
 	if (!bench)

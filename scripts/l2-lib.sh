@@ -8,7 +8,10 @@
 #                        (LD_PRELOAD to hide the feature); once L2 unloaded
 #                        its module, read KVM's stats of the VM and power
 #                        it off.  Sets l2_log, l2_kvm_np, l2_kvm_ready,
-#                        l2_swapin, l2_guest_np, l2_guest_ready,
+#                        l2_swapin (pages L1 swapped in), l2_swap_reads
+#                        and l2_swap_read_ms (the reads of L1's swap disk
+#                        and the mean time each took, queueing in the
+#                        throttled disk included), l2_guest_np, l2_guest_ready,
 #                        l2_guest_sleeps, l2_guest_lowpower ("none" when
 #                        not enabled), l2_kvm_exits (the VM's exits to KVM),
 #                        l2_kvm_sync (faults KVM could have signalled but
@@ -36,11 +39,15 @@ l2_setup() {
 }
 
 l2_pswpin() { awk '/^pswpin / { print $2 }' /proc/vmstat; }
+# reads completed and milliseconds spent reading, of L1's swap disk
+l2_swap_io() { awk '{ print $1, $4 }' /sys/block/vda/stat; }
 # busy and total jiffies of all CPUs
 l2_cpu() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i;
 	print t - $5 - $6, t }' /proc/stat; }
 l2_memcg_high() { awk '$1 == "high" { print $2 }' $cg/l2/memory.events; }
 l2_stat() { cat /sys/kernel/debug/kvm/"$1" 2>/dev/null || echo missing; }
+# l2_vm_stat PID NAME: the stat of the one VM that QEMU PID runs
+l2_vm_stat() { cat /sys/kernel/debug/kvm/"$1"-*/"$2" 2>/dev/null || echo missing; }
 l2_uptime() { cut -d ' ' -f 1 /proc/uptime; }
 # l2_vcpu_schedstat PID: seconds on a CPU and waiting for one, summed over
 # the vCPU threads ("CPU n/KVM") of QEMU process PID.
@@ -80,44 +87,80 @@ l2_fresh_cgroup() {
 	[ -z "$(cat $cg/l2/cgroup.procs)" ] && rmdir $cg/l2 && mkdir $cg/l2
 }
 
-l2_run() {
-	fresh=1
-	l2_fresh_cgroup || fresh=0
+# l2_mark: where L1's counters stand as a run starts (l2_l1 reads them
+# again).
+l2_mark() {
 	swapin0=$(l2_pswpin)
+	read -r reads0 read_ms0 <<-EOF
+	$(l2_swap_io)
+	EOF
 	high0=$(l2_memcg_high)
 	read -r busy0 total0 <<-EOF
 	$(l2_cpu)
 	EOF
 	start=$(l2_uptime)
-	l2_start "$@"
-	pid=$l2_pid
-	while kill -0 $pid 2>/dev/null && ! grep -q '@@L2 done@@' "$l2_log"; do
+}
+
+# l2_wait_done PID LOG: until L2 said it is done, or its QEMU (PID) exited.
+l2_wait_done() {
+	while kill -0 "$1" 2>/dev/null && ! grep -q '@@L2 done@@' "$2"; do
 		sleep 1
 	done
-	l2_life_s=$(awk -v a="$start" -v b="$(l2_uptime)" 'BEGIN { printf "%.1f", b - a }')
+}
+
+# l2_vm PID: KVM's stats of the VM that QEMU PID runs, its vCPU threads'
+# times and the VMM's CPU time, while the VM is still there.
+l2_vm() {
 	read -r l2_vcpu_run_s l2_vcpu_delay_s <<-EOF
-	$(l2_vcpu_schedstat $pid)
+	$(l2_vcpu_schedstat "$1")
 	EOF
-	l2_kvm_np=$(l2_stat apf_not_present)
-	l2_kvm_ready=$(l2_stat apf_ready)
-	l2_kvm_exits=$(l2_stat exits)
-	l2_kvm_sync=$(l2_stat apf_sync)
-	l2_kvm_mapped=$(l2_stat apf_ready_mapped)
+	l2_kvm_np=$(l2_vm_stat "$1" apf_not_present)
+	l2_kvm_ready=$(l2_vm_stat "$1" apf_ready)
+	l2_kvm_exits=$(l2_vm_stat "$1" exits)
+	l2_kvm_sync=$(l2_vm_stat "$1" apf_sync)
+	l2_kvm_mapped=$(l2_vm_stat "$1" apf_ready_mapped)
+	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/"$1"/stat 2>/dev/null)
+}
+
+# l2_l1: L1's counters since l2_mark.
+l2_l1() {
+	l2_life_s=$(awk -v a="$start" -v b="$(l2_uptime)" 'BEGIN { printf "%.1f", b - a }')
 	l2_swapin=$(($(l2_pswpin) - swapin0))
+	read -r reads read_ms <<-EOF
+	$(l2_swap_io)
+	EOF
+	l2_swap_reads=$((reads - reads0))
+	l2_swap_read_ms=$(awk -v n="$l2_swap_reads" -v t="$((read_ms - read_ms0))" \
+		'BEGIN { if (n) printf "%.2f", t / n; else print "none" }')
 	l2_memcg_high=$(($(l2_memcg_high) - high0))
-	l2_memcg_peak_mib=unknown
-	[ $fresh = 1 ] && l2_memcg_peak_mib=$(($(cat $cg/l2/memory.peak) >> 20))
-	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/$pid/stat 2>/dev/null)
 	read -r busy total <<-EOF
 	$(l2_cpu)
 	EOF
 	l2_l1_busy=$(((busy - busy0) * 100 / (total - total0)))
-	kill $pid 2>/dev/null
-	wait $pid
+}
+
+# l2_stop PID LOG: power L2 off (kill its QEMU) and read the guest's own
+# counts from LOG.
+l2_stop() {
+	kill "$1" 2>/dev/null
+	wait "$1"
 	# shellcheck disable=SC2046
-	set -- $(sed -n 's/.*@@L2 module disabled: \([0-9]*\) PAGE_NOT_PRESENT, \([0-9]*\) PAGE_READY, \([0-9]*\) sleeps, \([0-9]*\) low-power.*/\1 \2 \3 \4/p' "$l2_log")
+	set -- $(sed -n 's/.*@@L2 module disabled: \([0-9]*\) PAGE_NOT_PRESENT, \([0-9]*\) PAGE_READY, \([0-9]*\) sleeps, \([0-9]*\) low-power.*/\1 \2 \3 \4/p' "$2")
 	l2_guest_np=${1:-none} l2_guest_ready=${2:-none}
 	l2_guest_sleeps=${3:-none} l2_guest_lowpower=${4:-none}
+}
+
+l2_run() {
+	fresh=1
+	l2_fresh_cgroup || fresh=0
+	l2_mark
+	l2_start "$@"
+	l2_wait_done $l2_pid "$l2_log"
+	l2_vm $l2_pid
+	l2_l1
+	l2_memcg_peak_mib=unknown
+	[ $fresh = 1 ] && l2_memcg_peak_mib=$(($(cat $cg/l2/memory.peak) >> 20))
+	l2_stop $l2_pid "$l2_log"
 }
 
 # Whether L2's log shows a kernel report of /usr/lib/apf/kernel-reports
