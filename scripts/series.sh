@@ -60,6 +60,15 @@ fetch_source() {
 	echo "$deb"
 }
 
+# A commit or `git am` starts an automatic gc in the background once
+# enough loose objects pile up, and the base alone is some 100000: its
+# `reflog expire` locks HEAD under the next `git am`, which then fails.
+# linux/ is rebuilt from patches/, never published: it needs no gc.
+no_auto_gc() {
+	git -C "$1" config gc.auto 0
+	git -C "$1" config maintenance.auto false
+}
+
 create_base() {
 	local deb tmp
 	deb=$(fetch_source)
@@ -71,6 +80,7 @@ create_base() {
 		tar -xO "./usr/src/$LINUX_SOURCE_PKG.tar.xz" |
 		tar -xJ -C "$tmp" --strip-components=1
 	git -C "$tmp" init -q -b main
+	no_auto_gc "$tmp"
 	# Debian's top-level .gitignore ignores everything ("/*"): force.
 	git -C "$tmp" add -f -A
 	GIT_AUTHOR_NAME="$GIT_COMMITTER_NAME" GIT_AUTHOR_EMAIL="$GIT_COMMITTER_EMAIL" \
@@ -142,6 +152,7 @@ is_clean() {
 
 apply_series() {
 	local p
+	no_auto_gc "$LINUX"
 	g reset -q --hard base
 	while read -r p; do
 		[ -n "$p" ] || continue
