@@ -8,7 +8,8 @@
 #                        (LD_PRELOAD to hide the feature); once L2 unloaded
 #                        its module, read KVM's stats of the VM and power
 #                        it off.  Sets l2_log, l2_kvm_np, l2_kvm_ready,
-#                        l2_swapin (pages L1 swapped in), l2_swap_reads
+#                        l2_swapin and l2_swapout (pages L1 swapped in
+#                        and out), l2_swap_reads
 #                        and l2_swap_read_ms (the reads of L1's swap disk
 #                        and the mean time each took, queueing in the
 #                        throttled disk included), l2_guest_np, l2_guest_ready,
@@ -17,6 +18,10 @@
 #                        l2_kvm_sync (faults KVM could have signalled but
 #                        resolved synchronously), l2_kvm_mapped (pages KVM
 #                        mapped at stage 2 before their PAGE_READY),
+#                        l2_kvm_tlb_flush (KVM's flushes of the VM's
+#                        whole TLB; each page L1 swaps out of the guest is
+#                        a stage-2 unmap, whose TLBI drops the VM's
+#                        stage-1 entries too),
 #                        and how the run loaded L1:
 #                        l2_l1_busy (percent of all L1 CPUs), l2_vmm_cpu_s
 #                        (the VMM's CPU time), l2_memcg_high (memory.high
@@ -39,6 +44,7 @@ l2_setup() {
 }
 
 l2_pswpin() { awk '/^pswpin / { print $2 }' /proc/vmstat; }
+l2_pswpout() { awk '/^pswpout / { print $2 }' /proc/vmstat; }
 # reads completed and milliseconds spent reading, of L1's swap disk
 l2_swap_io() { awk '{ print $1, $4 }' /sys/block/vda/stat; }
 # busy and total jiffies of all CPUs
@@ -91,6 +97,7 @@ l2_fresh_cgroup() {
 # again).
 l2_mark() {
 	swapin0=$(l2_pswpin)
+	swapout0=$(l2_pswpout)
 	read -r reads0 read_ms0 <<-EOF
 	$(l2_swap_io)
 	EOF
@@ -119,6 +126,7 @@ l2_vm() {
 	l2_kvm_exits=$(l2_vm_stat "$1" exits)
 	l2_kvm_sync=$(l2_vm_stat "$1" apf_sync)
 	l2_kvm_mapped=$(l2_vm_stat "$1" apf_ready_mapped)
+	l2_kvm_tlb_flush=$(l2_vm_stat "$1" remote_tlb_flush)
 	l2_vmm_cpu_s=$(awk '{ printf "%.1f", ($14 + $15) / 100 }' /proc/"$1"/stat 2>/dev/null)
 }
 
@@ -126,6 +134,7 @@ l2_vm() {
 l2_l1() {
 	l2_life_s=$(awk -v a="$start" -v b="$(l2_uptime)" 'BEGIN { printf "%.1f", b - a }')
 	l2_swapin=$(($(l2_pswpin) - swapin0))
+	l2_swapout=$(($(l2_pswpout) - swapout0))
 	read -r reads read_ms <<-EOF
 	$(l2_swap_io)
 	EOF
