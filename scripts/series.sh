@@ -256,7 +256,9 @@ cmd_export() {
 	local desc tmp
 	tmp=$(mktemp -d)
 	desc=$(cat "$top/scripts/cover-letter.txt")
-	g -c "branch.main.description=$desc" format-patch -q \
+	# The index lines' hashes at a fixed length: git's default grows
+	# with the number of packed objects, which differs between clones.
+	g -c "branch.main.description=$desc" -c core.abbrev=9 format-patch -q \
 		--cover-letter --cover-from-description=subject \
 		--base=base --zero-commit --no-signature --no-thread \
 		--subject-prefix="RFC PATCH" -o "$tmp" base..HEAD >/dev/null
