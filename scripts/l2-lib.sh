@@ -43,8 +43,8 @@ l2_setup() {
 		{ mkswap /dev/vda >/dev/null && swapon /dev/vda; }
 }
 
-l2_pswpin() { awk '/^pswpin / { print $2 }' /proc/vmstat; }
-l2_pswpout() { awk '/^pswpout / { print $2 }' /proc/vmstat; }
+# l2_vmstat NAME: counter NAME of /proc/vmstat
+l2_vmstat() { awk -v k="$1" '$1 == k { print $2 }' /proc/vmstat; }
 # reads completed and milliseconds spent reading, of L1's swap disk
 l2_swap_io() { awk '{ print $1, $4 }' /sys/block/vda/stat; }
 # busy and total jiffies of all CPUs
@@ -96,8 +96,8 @@ l2_fresh_cgroup() {
 # l2_mark: where L1's counters stand as a run starts (l2_l1 reads them
 # again).
 l2_mark() {
-	swapin0=$(l2_pswpin)
-	swapout0=$(l2_pswpout)
+	swapin0=$(l2_vmstat pswpin)
+	swapout0=$(l2_vmstat pswpout)
 	read -r reads0 read_ms0 <<-EOF
 	$(l2_swap_io)
 	EOF
@@ -133,8 +133,8 @@ l2_vm() {
 # l2_l1: L1's counters since l2_mark.
 l2_l1() {
 	l2_life_s=$(awk -v a="$start" -v b="$(l2_uptime)" 'BEGIN { printf "%.1f", b - a }')
-	l2_swapin=$(($(l2_pswpin) - swapin0))
-	l2_swapout=$(($(l2_pswpout) - swapout0))
+	l2_swapin=$(($(l2_vmstat pswpin) - swapin0))
+	l2_swapout=$(($(l2_vmstat pswpout) - swapout0))
 	read -r reads read_ms <<-EOF
 	$(l2_swap_io)
 	EOF
