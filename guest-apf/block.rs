@@ -13,6 +13,9 @@ use kernel::sync::atomic::{Atomic, Full, Relaxed};
 /// `reason` of a PAGE_NOT_PRESENT not yet consumed.
 pub(crate) const PAGE_NOT_PRESENT: u32 = bindings::KVM_ARM_APF_PAGE_NOT_PRESENT;
 
+/// `ready` of a wake-all: every context waiting on this CPU may go on.
+pub(crate) const WAKE_ALL: u32 = bindings::KVM_ARM_APF_WAKE_ALL;
+
 /// `reason` while draining: any other non-zero value makes the host
 /// resolve faults synchronously but still deliver PAGE_READY.
 const FENCE: u32 = u32::MAX;
@@ -99,6 +102,17 @@ impl Block {
     /// was there.
     pub(crate) fn drop_unconsumed(&self, token: u32, draining: bool) -> bool {
         if load(&self.reason) != PAGE_NOT_PRESENT || load(&self.token) != token {
+            return false;
+        }
+        store(&self.reason, Self::idle_reason(draining));
+        true
+    }
+
+    /// Drops the PAGE_NOT_PRESENT in the block, whatever its token: a
+    /// wake-all says the host no longer owes it a PAGE_READY.  Returns
+    /// whether there was one.
+    pub(crate) fn drop_any_unconsumed(&self, draining: bool) -> bool {
+        if load(&self.reason) != PAGE_NOT_PRESENT {
             return false;
         }
         store(&self.reason, Self::idle_reason(draining));

@@ -54,6 +54,10 @@ impl PerCpu {
                 self.wake[i].complete();
                 true
             }
+            Ready::WakeAll(slots) => {
+                self.wake(slots);
+                true
+            }
         }
     }
 
@@ -140,7 +144,8 @@ impl Guest {
     }
 
     /// A data abort with the IMPDEF DFSC.  Returns once the access may be
-    /// retried, or `false` when the module has no state for this CPU.
+    /// retried, or `false` when it is not the host's signal: the module
+    /// has no state for this CPU, or the CPU never asked for signals.
     pub(crate) fn impdef_abort(&self, may_sleep: bool) -> bool {
         let cpu = CpuId::current();
         let Some(pc) = self.cpu(cpu) else {
@@ -154,6 +159,7 @@ impl Guest {
         }
         let slot = match w.not_present(&pc.block, may_sleep) {
             Parked::Retry => return true,
+            Parked::Unhandled => return false,
             Parked::Wait(slot) => slot,
         };
         if may_sleep {
@@ -169,8 +175,11 @@ impl Guest {
                 if CpuId::current() == cpu && pc.take_ready(&mut w) {
                     continue;
                 }
-                // Interrupts are off under the lock: WFI returns once one
-                // is pending, and it is taken when the lock is dropped.
+                // Interrupts are off under the lock, by PSTATE.I or, with
+                // pseudo-NMIs, by the priority mask, which keeps WFI from
+                // seeing the PPI.  The host does not rely on it: a vCPU
+                // that owes a PAGE_READY leaves WFI once it is written to
+                // the block, which the loop reads itself.
                 arch::wait_for_interrupt();
                 drop(w);
                 w = pc.waiters.lock();
@@ -218,14 +227,15 @@ impl Guest {
         writeln!(
             f,
             "cpu enabled not_present ready sleeps lowpower_waits sleepers \
-             ready_first spurious overflow woken_by_disable acks"
+             ready_first spurious overflow woken_by_disable acks wake_alls \
+             woken_by_wake_all"
         )?;
         for (cpu, pc) in self.cpus.iter().enumerate() {
             let w = pc.waiters.lock();
             let s = w.stats();
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {} {} {}",
                 cpu,
                 u8::from(w.enabled()),
                 s.not_present,
@@ -237,7 +247,9 @@ impl Guest {
                 s.spurious,
                 s.overflow,
                 s.woken_by_disable,
-                s.acks
+                s.acks,
+                s.wake_alls,
+                s.woken_by_wake_all
             )?;
         }
         Ok(())

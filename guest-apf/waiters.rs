@@ -9,9 +9,11 @@
 //! to with interrupts off, so a PAGE_READY cannot slip between consuming
 //! a PAGE_NOT_PRESENT and parking; one that comes before the
 //! PAGE_NOT_PRESENT is consumed drops it from the block, and the context
-//! that took the abort retries.
+//! that took the abort retries.  A wake-all marks every slot woken: the
+//! host owes none of them a PAGE_READY any more (the VM was restored or
+//! migrated, or the host lost its signals), and their contexts retry.
 
-use crate::block::Block;
+use crate::block::{Block, WAKE_ALL};
 
 /// How many contexts of one CPU can wait at once.
 pub(crate) const SLOTS: usize = 64;
@@ -46,6 +48,10 @@ pub(crate) struct Stats {
     pub(crate) overflow: u64,
     /// Waiters woken because the CPU stopped taking signals.
     pub(crate) woken_by_disable: u64,
+    /// Wake-all signals.
+    pub(crate) wake_alls: u64,
+    /// Waiters woken by a wake-all.
+    pub(crate) woken_by_wake_all: u64,
 }
 
 /// What a PAGE_NOT_PRESENT abort comes to.
@@ -55,6 +61,8 @@ pub(crate) enum Parked {
     Retry,
     /// Wait until slot `.0` is woken, then release it.
     Wait(usize),
+    /// Not a signal of the host's: report the abort as the fault it is.
+    Unhandled,
 }
 
 impl core::ops::AddAssign for Stats {
@@ -68,6 +76,8 @@ impl core::ops::AddAssign for Stats {
         self.spurious += o.spurious;
         self.overflow += o.overflow;
         self.woken_by_disable += o.woken_by_disable;
+        self.wake_alls += o.wake_alls;
+        self.woken_by_wake_all += o.woken_by_wake_all;
     }
 }
 
@@ -81,6 +91,9 @@ pub(crate) enum Ready {
     Consumed,
     /// A signal, consumed: wake the context sleeping in slot `.0`.
     Wake(usize),
+    /// A wake-all, consumed: wake the contexts sleeping in the slots of
+    /// bitmap `.0`.
+    WakeAll(u64),
 }
 
 /// The waiters of one CPU, and whether it takes signals.
@@ -90,6 +103,9 @@ pub(crate) struct Waiters {
     draining: bool,
     /// PAGE_NOT_PRESENT signals consumed whose PAGE_READY did not come yet.
     owed: u64,
+    /// PAGE_NOT_PRESENT signals dropped from the block before anyone
+    /// consumed them, whose aborts may still be on their way here.
+    dropped: u64,
     stats: Stats,
 }
 
@@ -101,6 +117,7 @@ impl Waiters {
             enabled: false,
             draining: false,
             owed: 0,
+            dropped: 0,
             stats: Stats {
                 not_present: 0,
                 ready: 0,
@@ -111,6 +128,8 @@ impl Waiters {
                 spurious: 0,
                 overflow: 0,
                 woken_by_disable: 0,
+                wake_alls: 0,
+                woken_by_wake_all: 0,
             },
         }
     }
@@ -121,23 +140,32 @@ impl Waiters {
         self.enabled = true;
         self.draining = false;
         self.owed = 0;
+        self.dropped = 0;
     }
 
     /// Stops taking signals and marks every waiter woken.  Returns the
     /// slots of those that sleep, to be woken, as a bitmap.
     pub(crate) fn disable(&mut self) -> u64 {
         self.enabled = false;
-        let mut sleeping = 0;
+        let (sleeping, woken) = self.wake_every_waiter();
+        self.stats.woken_by_disable += woken;
+        sleeping
+    }
+
+    /// Marks every waiter woken.  Returns the slots of those that sleep,
+    /// as a bitmap, and how many there were.
+    fn wake_every_waiter(&mut self) -> (u64, u64) {
+        let (mut sleeping, mut woken) = (0, 0);
         for (i, slot) in self.slots.iter_mut().enumerate() {
             if let Slot::Waiting { sleeps, .. } = *slot {
                 *slot = Slot::Woken;
                 if sleeps {
                     sleeping |= 1 << i;
                 }
-                self.stats.woken_by_disable += 1;
+                woken += 1;
             }
         }
-        sleeping
+        (sleeping, woken)
     }
 
     /// Whether the CPU takes signals.
@@ -158,13 +186,26 @@ impl Waiters {
 
     /// The IMPDEF abort, on the CPU that owns `block`, interrupts off; its
     /// context will sleep (`sleeps`) or poll in the low-power state.
+    ///
+    /// An abort with no signal in the block is the host's only if one was
+    /// dropped before it was consumed, or while the CPU takes signals (the
+    /// context may have moved here from the CPU whose signal it was); on a
+    /// CPU that never asked for signals it is reported, never retried.
     pub(crate) fn not_present(&mut self, block: &Block, sleeps: bool) -> Parked {
         let token = match block.take_not_present(self.draining) {
             Some(token) if self.enabled => token,
-            _ => {
+            Some(_) => {
+                // Signalled before the CPU stopped taking signals: the
+                // host resolves the retry synchronously now.
                 self.stats.spurious += 1;
                 return Parked::Retry;
             }
+            None if self.enabled || self.dropped > 0 => {
+                self.dropped = self.dropped.saturating_sub(1);
+                self.stats.spurious += 1;
+                return Parked::Retry;
+            }
+            None => return Parked::Unhandled,
         };
         self.stats.not_present += 1;
         self.owed += 1;
@@ -196,10 +237,22 @@ impl Waiters {
             ack();
             self.stats.acks += 1;
         }
+        if token == WAKE_ALL {
+            self.stats.wake_alls += 1;
+            if block.drop_any_unconsumed(self.draining) {
+                self.stats.not_present += 1;
+                self.dropped += 1;
+            }
+            self.owed = 0;
+            let (sleeping, woken) = self.wake_every_waiter();
+            self.stats.woken_by_wake_all += woken;
+            return Ready::WakeAll(sleeping);
+        }
         self.stats.ready += 1;
         if block.drop_unconsumed(token, self.draining) {
             self.stats.not_present += 1;
             self.stats.ready_first += 1;
+            self.dropped += 1;
             return Ready::Consumed;
         }
         self.owed = self.owed.saturating_sub(1);

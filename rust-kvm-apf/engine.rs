@@ -5,16 +5,16 @@
 use kernel::{
     bindings,
     mm::Mm,
-    new_spinlock, new_work,
+    new_raw_spinlock_irq, new_work,
     prelude::*,
-    sync::{aref::ARef, Arc, ArcBorrow, SpinLock},
-    workqueue::{self, Work, WorkItem},
+    sync::{aref::ARef, Arc, ArcBorrow, RawSpinLockIrq},
+    workqueue::{Work, WorkItem},
 };
 
 use crate::{
     ctrl::{Ctrl, Refused},
     kvm::{self, Kicker, Vcpu},
-    pending::{Full, Page, Pending},
+    pending::{Full, Page, Pending, WAKE_ALL},
 };
 
 /// Offsets of the fields of `struct kvm_arm_apf_block`.
@@ -48,16 +48,53 @@ impl From<Full> for Outcome {
 struct State {
     ctrl: Ctrl,
     pending: Pending,
+    /// A wake-all is owed: it goes before any PAGE_READY.  Set when an
+    /// enable takes effect and when a signal could not be written to the
+    /// control block, which drops what the guest waited for.
+    wake_all: bool,
+    /// Counts the wake-alls owed, so that a delivery does not settle one
+    /// owed while it wrote the block (the memslots changed meanwhile).
+    wake_all_seq: u64,
     /// `None` once the vCPU is being destroyed.
     kicker: Option<Kicker>,
 }
 
+impl State {
+    /// The guest's waiters are all to be woken: what they wait for is
+    /// forgotten, and a wake-all tells them.
+    fn owe_wake_all(&mut self) {
+        self.pending.clear();
+        self.wake_all = true;
+        self.wake_all_seq = self.wake_all_seq.wrapping_add(1);
+    }
+}
+
+/// What [`VcpuApf::deliver_ready`] hands to the guest.
+#[derive(Clone, Copy)]
+enum Signal {
+    WakeAll,
+    Page(u32, Page),
+}
+
+impl Signal {
+    fn token(self) -> u32 {
+        match self {
+            Signal::WakeAll => WAKE_ALL,
+            Signal::Page(token, _) => token,
+        }
+    }
+}
+
 /// The asynchronous page fault state of one vCPU, shared with the work
 /// items that fetch its pages.
+///
+/// The lock is a raw spinlock: a vCPU reset disables the feature with
+/// preemption disabled, where a `spinlock_t` would sleep on PREEMPT_RT.
+/// Nothing under it sleeps or touches guest memory.
 #[pin_data]
 pub(crate) struct VcpuApf {
     #[pin]
-    state: SpinLock<State>,
+    state: RawSpinLockIrq<State>,
 }
 
 impl VcpuApf {
@@ -69,9 +106,11 @@ impl VcpuApf {
         let kicker = unsafe { vcpu.kicker() };
         Arc::pin_init(
             pin_init!(VcpuApf {
-                state <- new_spinlock!(State {
+                state <- new_raw_spinlock_irq!(State {
                     ctrl: Ctrl::DISABLED,
                     pending: Pending::new(),
+                    wake_all: false,
+                    wake_all_seq: 0,
                     kicker: Some(kicker),
                 }, "kvm_apf_vcpu"),
             }),
@@ -85,6 +124,7 @@ impl VcpuApf {
         let mut s = self.state.lock();
         s.kicker = None;
         s.ctrl = Ctrl::DISABLED;
+        s.wake_all = false;
         s.pending.clear();
     }
 
@@ -98,7 +138,7 @@ impl VcpuApf {
     /// vCPU reset may call this with preemption disabled.
     pub(crate) fn set_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
         let parsed = Ctrl::parse(val, vcpu);
-        self.apply(parsed.unwrap_or(Ctrl::DISABLED));
+        self.apply(vcpu, parsed.unwrap_or(Ctrl::DISABLED));
         parsed.map(|_| ())
     }
 
@@ -106,17 +146,56 @@ impl VcpuApf {
     /// changes nothing.
     pub(crate) fn restore_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
         let ctrl = Ctrl::parse(val, vcpu)?;
-        self.apply(ctrl);
+        self.apply(vcpu, ctrl);
         Ok(())
     }
 
-    fn apply(&self, ctrl: Ctrl) {
+    /// Makes `ctrl` the register's value.  Whatever the guest waited for
+    /// is dropped.  An enable owes the guest a wake-all: after a restore,
+    /// its contexts may wait on tokens of another host, which nothing here
+    /// will ever signal; after its own write, nothing waits and the
+    /// wake-all is a no-op.
+    fn apply(&self, vcpu: &Vcpu, ctrl: Ctrl) {
         let mut s = self.state.lock();
         s.ctrl = ctrl;
-        if !ctrl.enabled() {
+        if ctrl.enabled() {
+            s.owe_wake_all();
+        } else {
             // A signal still pending at the vGIC is the guest's to
             // ignore: the ABI calls it spurious.
+            s.wake_all = false;
             s.pending.clear();
+        }
+        drop(s);
+        if ctrl.enabled() {
+            vcpu.request_ready();
+        }
+    }
+
+    /// The VMM changed the memslots: `block_is_ram` says whether the
+    /// control block is writable guest RAM now.  A block that went away
+    /// loses every signal: the guest is owed a wake-all, delivered once
+    /// the block is back.
+    pub(crate) fn memslots_changed(&self, block_is_ram: bool) {
+        let mut s = self.state.lock();
+        if !s.ctrl.enabled() {
+            return;
+        }
+        if !block_is_ram {
+            s.owe_wake_all();
+        } else if s.wake_all {
+            if let Some(kicker) = &s.kicker {
+                kicker.kick();
+            }
+        }
+    }
+
+    /// A signal could not be written to the control block: the guest may
+    /// wait for what it never hears of.  Owe it a wake-all instead.
+    fn block_lost(&self) {
+        let mut s = self.state.lock();
+        if s.ctrl.enabled() {
+            s.owe_wake_all();
         }
     }
 
@@ -148,7 +227,10 @@ impl VcpuApf {
         match vcpu.read_u32(block + BLOCK_REASON) {
             Ok(0) => {}
             Ok(_) => return Outcome::Busy,
-            Err(_) => return Outcome::Error,
+            Err(_) => {
+                self.block_lost();
+                return Outcome::Error;
+            }
         }
 
         let page = Page {
@@ -181,10 +263,16 @@ impl VcpuApf {
         match fetch {
             Ok(fetch) if signalled => {
                 // A fresh work item is never already queued.
-                let _ = workqueue::system_dfl().enqueue(fetch);
+                let _ = vcpu.fetch_queue().enqueue(fetch);
                 Outcome::Queued(token)
             }
-            _ => {
+            Ok(_) => {
+                // The block went away between the reads and the writes.
+                self.state.lock().pending.cancel(token);
+                self.block_lost();
+                Outcome::Error
+            }
+            Err(_) => {
                 self.state.lock().pending.cancel(token);
                 Outcome::Error
             }
@@ -201,17 +289,34 @@ impl VcpuApf {
         }
     }
 
-    /// Delivers the oldest ready page if the guest can take it now.
-    /// Returns its token, or 0 when nothing was delivered.
+    /// Delivers an owed wake-all, or else the oldest ready page, if the
+    /// guest can take it now.  Returns its token, or 0 when nothing was
+    /// delivered.
+    ///
+    /// A signal that cannot be delivered now stays owed: behind an
+    /// unconsumed `ready`, until the guest acknowledges it; when the
+    /// interrupt cannot be raised, until the next request.  One that could
+    /// not be written to the block is replaced by a wake-all, delivered
+    /// once the block is guest RAM again.
     pub(crate) fn deliver_ready(&self, vcpu: &Vcpu) -> u32 {
-        let (ctrl, token, page, more) = {
+        let (ctrl, signal, more, seq) = {
             let s = self.state.lock();
             if !s.ctrl.enabled() {
                 return 0;
             }
-            match s.pending.next_ready() {
-                Some((token, page)) => (s.ctrl, token, page, s.pending.ready() > 1),
-                None => return 0,
+            let seq = s.wake_all_seq;
+            if s.wake_all {
+                (s.ctrl, Signal::WakeAll, s.pending.ready() > 0, seq)
+            } else {
+                match s.pending.next_ready() {
+                    Some((token, page)) => (
+                        s.ctrl,
+                        Signal::Page(token, page),
+                        s.pending.ready() > 1,
+                        seq,
+                    ),
+                    None => return 0,
+                }
             }
         };
 
@@ -221,38 +326,57 @@ impl VcpuApf {
         match vcpu.read_u32(block + BLOCK_READY) {
             Ok(0) => {}
             Ok(_) => {
-                let _ = vcpu.write_u32(block + BLOCK_MORE, 1);
+                if vcpu.write_u32(block + BLOCK_MORE, 1).is_err() {
+                    self.block_lost();
+                }
                 return 0;
             }
-            Err(_) => return 0,
+            Err(_) => {
+                self.block_lost();
+                return 0;
+            }
         }
         // A page fetched after the look above asks again, finds `ready`
         // taken and sets `more` then.
         if vcpu.write_u32(block + BLOCK_MORE, u32::from(more)).is_err()
-            || vcpu.write_u32(block + BLOCK_READY, token).is_err()
+            || vcpu.write_u32(block + BLOCK_READY, signal.token()).is_err()
         {
+            self.block_lost();
             return 0;
         }
 
         // The fetch brought the page into the VMM's memory, not into the
         // guest's stage 2: map it now, or the guest's retry faults once
         // more.  A page reclaimed again since is left to that retry.
-        let _ = vcpu.map_present(page.gfn << PAGE_SHIFT, page.write);
+        if let Signal::Page(_, page) = signal {
+            let _ = vcpu.map_present(page.gfn << PAGE_SHIFT, page.write);
+        }
 
-        self.state.lock().pending.delivered(token);
-        // This fails only if the VMM gave the PPI to another device since
-        // the discovery call.  The token then stays in `ready` with no
-        // interrupt, and the pages after it wait behind it until the
-        // guest disables the feature.
-        let _ = vcpu.signal_ready();
-        token
+        // Without its interrupt the guest would not look at `ready`: take
+        // the token back and keep the signal owed.  The vCPU's thread is
+        // the only writer of the block while the guest is out, and this
+        // guest CPU is out.
+        if vcpu.signal_ready().is_err() {
+            let _ = vcpu.write_u32(block + BLOCK_READY, 0);
+            return 0;
+        }
+
+        let mut s = self.state.lock();
+        match signal {
+            Signal::WakeAll if s.wake_all_seq == seq => s.wake_all = false,
+            Signal::WakeAll => {}
+            Signal::Page(token, _) => {
+                s.pending.delivered(token);
+            }
+        }
+        signal.token()
     }
 
     /// The guest acknowledged a PAGE_READY: it asks for the next one.
     pub(crate) fn ack(&self, vcpu: &Vcpu) {
         let more = {
             let s = self.state.lock();
-            s.ctrl.enabled() && s.pending.next_ready().is_some()
+            s.ctrl.enabled() && (s.wake_all || s.pending.next_ready().is_some())
         };
         if more {
             vcpu.request_ready();

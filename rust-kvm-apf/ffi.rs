@@ -169,6 +169,18 @@ pub unsafe extern "C" fn kvm_apf_deliver_ready(
     apf.deliver_ready(unsafe { Vcpu::from_raw(vcpu) })
 }
 
+/// The VMM changed the memslots; `block_is_ram` says whether the control
+/// block the register names is writable guest RAM now.
+///
+/// # Safety
+///
+/// `apf` must be valid as described in the module documentation.
+#[export]
+pub unsafe extern "C" fn kvm_apf_memslots_changed(apf: *const c_void, block_is_ram: bool) {
+    // SAFETY: The caller passes a valid `apf`.
+    unsafe { borrow(apf) }.memslots_changed(block_is_ram)
+}
+
 /// The guest wrote `SYS_ASYNC_PF_ACK_EL1`.
 ///
 /// # Safety

@@ -6,7 +6,10 @@
 //! `arch/arm64/kvm/async_pf.c` and are declared in `asm/kvm_apf.h`.
 
 use core::ptr::NonNull;
-use kernel::{bindings, error::to_result, mm::Mm, prelude::*, sync::aref::ARef, types::Opaque};
+use kernel::{
+    bindings, error::to_result, mm::Mm, prelude::*, sync::aref::ARef, types::Opaque,
+    workqueue::Queue,
+};
 
 use crate::ctrl;
 
@@ -67,6 +70,15 @@ impl Vcpu {
         // happen while one of its vCPUs is alive; `ARef::from` takes our own
         // reference before that borrow ends.
         ARef::from(unsafe { Mm::from_raw(mm) })
+    }
+
+    /// The workqueue of the vCPU's VM, on which its pages are fetched.
+    pub(crate) fn fetch_queue(&self) -> &Queue {
+        // SAFETY: By the type invariant the vCPU is alive.
+        let wq = unsafe { bindings::kvm_arm_apf_fetch_wq(self.as_raw()) };
+        // SAFETY: KVM allocates the queue with the VM and destroys it only
+        // once every vCPU is gone, so it outlives this borrow of one.
+        unsafe { Queue::from_raw(wq) }
     }
 
     /// Maps the page at `ipa` at stage 2 if the VMM has it in memory, for

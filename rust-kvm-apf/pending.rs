@@ -12,6 +12,9 @@ use kernel::bindings;
 /// How many pages one vCPU may wait for at once.
 pub(crate) const MAX_PENDING: usize = bindings::KVM_ARM_APF_MAX_PENDING as usize;
 
+/// The token of a wake-all, reserved: no page has it.
+pub(crate) const WAKE_ALL: u32 = bindings::KVM_ARM_APF_WAKE_ALL;
+
 /// A page the guest waits for: its frame number, and whether the access
 /// that faulted on it was a write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,8 +80,8 @@ impl Pending {
         }
     }
 
-    /// Takes a slot for a fetch of `page` and returns its token: non-zero,
-    /// and not the token of any other slot.
+    /// Takes a slot for a fetch of `page` and returns its token: neither 0
+    /// nor [`WAKE_ALL`], and not the token of any other slot.
     pub(crate) fn start(&mut self, page: Page) -> Result<u32, Full> {
         let mut free = None;
         for (i, slot) in self.slots.iter().enumerate() {
@@ -100,7 +103,7 @@ impl Pending {
         loop {
             self.last_token = self.last_token.wrapping_add(1);
             let t = self.last_token;
-            if t != 0 && !self.slots.iter().any(|s| s.token() == Some(t)) {
+            if t != 0 && t != WAKE_ALL && !self.slots.iter().any(|s| s.token() == Some(t)) {
                 return t;
             }
         }
@@ -165,8 +168,9 @@ impl Pending {
         }
     }
 
-    /// The guest stopped listening: drop what it waits for.  Fetches in
-    /// flight keep their slots until they finish.
+    /// The guest stopped listening, or was told to stop waiting (a
+    /// wake-all): drop what it waits for.  Fetches in flight keep their
+    /// slots until they finish.
     pub(crate) fn clear(&mut self) {
         for slot in self.slots.iter_mut() {
             *slot = match *slot {

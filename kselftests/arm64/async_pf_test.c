@@ -6,6 +6,10 @@
  * through SYS_ASYNC_PF_EL1 and touches memory served by a userfaultfd
  * handler that holds the pages it is told to hold until the host lets
  * them go.  See Documentation/virt/kvm/arm/async-pf.rst.
+ *
+ * Every enable that takes effect, the guest's or a VMM's, owes the guest a
+ * wake-all (KVM_ARM_APF_WAKE_ALL in ready_token) and drops the tokens it
+ * waited for; so does a control block that stopped being guest RAM.
  */
 #include <pthread.h>
 #include <linux/arm-smccc.h>
@@ -27,7 +31,12 @@
 #define RO_GPA			0xd0000000ULL
 #define BLOCK_SLOT		12
 #define BLOCK_GPA		0xe0000000ULL
+#define SCRATCH_SLOT		13
+#define SCRATCH_GPA		0xf0000000ULL
+#define SCRATCH_PAGES		4
 #define TEST_PAGES		64
+/* Pages held when the VMM restores the control register. */
+#define RESTORE_PAGES		4
 #define PATTERN(page)		(0xa5a5000000000000ULL | (page))
 
 #define APF_REG			KVM_ARM64_SYS_REG(SYS_ASYNC_PF_EL1)
@@ -47,17 +56,26 @@ enum stage {
 	STAGE_MOVED,
 	STAGE_MOVED_READY,
 	STAGE_BLOCK_GONE,
+	STAGE_RESTORE_HELD,
+	STAGE_RESTORED,
+	STAGE_RESTORE_DROPPED,
+	STAGE_SLOT_HELD,
+	STAGE_SLOT_GONE,
+	STAGE_SLOT_BACK,
+	STAGE_PMR,
 };
 
 /* Shared with the guest. */
 static u64 page_size;
 static u64 block_gva, block_gpa;
-static u32 ready_intid, max_pending;
+static u32 ready_intid, max_pending, vtimer_irq;
 static u64 test_gva;
 
 /* Guest state, read back by the host. */
 /* Written by the exception handlers: read with READ_ONCE(). */
-static u32 np_count, np_token, ready_count, ack_count;
+static u32 np_count, np_token, ready_count, ack_count, wake_all_count;
+/* PAGE_READY's priority, for the host's message. */
+static u32 ready_prio;
 static u32 ready_tokens[2 * TEST_PAGES];
 static u64 np_far;
 static u32 tokens[TEST_PAGES];
@@ -103,32 +121,91 @@ static void guest_dabt_handler(struct ex_regs *regs)
 	regs->pc += 4;
 }
 
+/*
+ * PAGE_READY: a page's token goes to ready_tokens[], a wake-all is only
+ * counted.  The virtual timer only wakes wait_for_count() at its deadline.
+ */
 static void guest_irq_handler(struct ex_regs *regs)
 {
 	u32 intid = gic_get_and_ack_irq();
+	u32 token;
+
+	if (intid == IAR_SPURIOUS)
+		return;
+	if (intid == vtimer_irq) {
+		timer_set_ctl(VIRTUAL, CTL_IMASK);
+		gic_set_eoi(intid);
+		return;
+	}
 
 	GUEST_ASSERT_EQ(intid, ready_intid);
-	GUEST_ASSERT(ready_count < ARRAY_SIZE(ready_tokens));
-	WRITE_ONCE(ready_tokens[ready_count], READ_ONCE(block()->ready_token));
+	token = READ_ONCE(block()->ready_token);
 	WRITE_ONCE(block()->ready_token, 0);
 	if (READ_ONCE(block()->more_ready)) {
 		write_sysreg_s(0, SYS_ASYNC_PF_ACK_EL1);
 		WRITE_ONCE(ack_count, ack_count + 1);
 	}
-	WRITE_ONCE(ready_count, ready_count + 1);
+	if (token == KVM_ARM_APF_WAKE_ALL) {
+		WRITE_ONCE(wake_all_count, wake_all_count + 1);
+	} else {
+		GUEST_ASSERT(ready_count < ARRAY_SIZE(ready_tokens));
+		WRITE_ONCE(ready_tokens[ready_count], token);
+		WRITE_ONCE(ready_count, ready_count + 1);
+	}
 	gic_set_eoi(intid);
+}
+
+/* How long a guest waits for a signal that must come. */
+static u64 deadline(void)
+{
+	return timer_get_cntct(VIRTUAL) + 10ULL * timer_get_cntfrq();
+}
+
+/*
+ * Waits in WFI until the IRQ handler has counted @count in @counter, for
+ * 10 seconds: the virtual timer, armed for the deadline, wakes the WFI
+ * when nothing else does.
+ */
+static void wait_for_count(u32 *counter, u32 count)
+{
+	u64 end = deadline();
+
+	for (;;) {
+		local_irq_disable();
+		if (READ_ONCE(*counter) >= count || timer_get_cntct(VIRTUAL) >= end)
+			break;
+		timer_set_cval(VIRTUAL, end);
+		timer_set_ctl(VIRTUAL, CTL_ENABLE);
+		asm volatile("wfi");
+		local_irq_enable();
+	}
+	timer_set_ctl(VIRTUAL, 0);
+	local_irq_enable();
+	GUEST_ASSERT(READ_ONCE(*counter) >= count);
 }
 
 static void wait_for_ready(u32 count)
 {
-	for (;;) {
-		local_irq_disable();
-		if (READ_ONCE(ready_count) >= count)
-			break;
-		asm volatile("wfi");
-		local_irq_enable();
-	}
-	local_irq_enable();
+	wait_for_count(&ready_count, count);
+}
+
+static void wait_for_wake_all(u32 count)
+{
+	wait_for_count(&wake_all_count, count);
+}
+
+/*
+ * Gives a signal that must not come time to show up (200 ms), with IRQs
+ * unmasked; then no more page tokens and wake-alls than expected came.
+ */
+static void expect_no_more(u32 ready, u32 wake_alls)
+{
+	u64 end = timer_get_cntct(VIRTUAL) + timer_get_cntfrq() / 5;
+
+	while (timer_get_cntct(VIRTUAL) < end)
+		cpu_relax();
+	GUEST_ASSERT_EQ(READ_ONCE(ready_count), ready);
+	GUEST_ASSERT_EQ(READ_ONCE(wake_all_count), wake_alls);
 }
 
 /*
@@ -138,7 +215,7 @@ static void wait_for_ready(u32 count)
  */
 static void wait_for_more_ready(void)
 {
-	u64 end = timer_get_cntct(VIRTUAL) + 10ULL * timer_get_cntfrq();
+	u64 end = deadline();
 
 	while (!READ_ONCE(block()->more_ready) && timer_get_cntct(VIRTUAL) < end)
 		cpu_relax();
@@ -179,6 +256,47 @@ static void touch_present(int page)
 	GUEST_ASSERT_EQ(READ_ONCE(np_count), before);
 }
 
+/*
+ * Waits until the handler consumed what KVM left in the block: KVM raises
+ * the PPI for each token it writes.
+ */
+static void wait_for_block_consumed(void)
+{
+	u64 end = deadline();
+
+	while (READ_ONCE(block()->ready_token) && timer_get_cntct(VIRTUAL) < end)
+		cpu_relax();
+	GUEST_ASSERT_EQ(READ_ONCE(block()->ready_token), 0);
+}
+
+/* Discovery, then PAGE_READY's PPI and the deadline timer's, IRQs on. */
+static void guest_init_irq(void)
+{
+	struct arm_smccc_res res;
+
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_SUCCESS);
+	ready_intid = res.a1;
+	max_pending = res.a2;
+	gic_init(GIC_V3, 1);
+	gic_irq_enable(ready_intid);
+	gic_irq_enable(vtimer_irq);
+	local_irq_enable();
+}
+
+/* Enables the feature with the block at block_gpa: one wake-all comes. */
+static void guest_enable(void)
+{
+	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
+	u32 base = READ_ONCE(wake_all_count);
+
+	set_ctrl(enable);
+	GUEST_ASSERT_EQ(get_ctrl(), enable);
+	wait_for_wake_all(base + 1);
+	GUEST_ASSERT_EQ(READ_ONCE(wake_all_count), base + 1);
+}
+
 static void guest_code(void)
 {
 	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
@@ -209,6 +327,7 @@ static void guest_code(void)
 
 	gic_init(GIC_V3, 1);
 	gic_irq_enable(ready_intid);
+	gic_irq_enable(vtimer_irq);
 	local_irq_enable();
 
 	/* Every invalid value is refused and reads back as disabled. */
@@ -217,10 +336,22 @@ static void guest_code(void)
 		set_ctrl(bad[i]);
 		GUEST_ASSERT_EQ(get_ctrl(), 0);
 	}
+	/*
+	 * Each enable owed a wake-all, delivered as the guest went back in
+	 * unless the last one still sat in the block, in which case the
+	 * refusal dropped it: the first one came, and at most one each.
+	 */
+	wait_for_block_consumed();
+	GUEST_ASSERT(READ_ONCE(wake_all_count) >= 1);
+	GUEST_ASSERT(READ_ONCE(wake_all_count) <= ARRAY_SIZE(bad));
+	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 0);
+	/* A dropped one may have asked for an acknowledgment: count afresh. */
+	WRITE_ONCE(ack_count, 0);
 	GUEST_SYNC(STAGE_REFUSED);
 
-	set_ctrl(enable);
-	GUEST_ASSERT_EQ(get_ctrl(), enable);
+	/* Nothing sits in the block: this enable's wake-all comes alone. */
+	guest_enable();
+	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 0);
 	GUEST_SYNC(STAGE_ENABLED);
 
 	/* Page 0 is held: the guest runs on while the handler sleeps. */
@@ -422,9 +553,11 @@ static struct kvm_vm *create_vm(struct kvm_vcpu **vcpu, void *code, bool el2)
 	page_size = vm->page_size;
 	block_gva = vm_alloc_page(vm);
 	block_gpa = addr_gva2gpa(vm, block_gva);
+	vtimer_irq = vcpu_get_vtimer_irq(*vcpu);
 	sync_global_to_guest(vm, page_size);
 	sync_global_to_guest(vm, block_gva);
 	sync_global_to_guest(vm, block_gpa);
+	sync_global_to_guest(vm, vtimer_irq);
 	return vm;
 }
 
@@ -521,6 +654,12 @@ static void test_signals(void)
 	ksft_test_result_pass("invalid control values refused\n");
 
 	run_to(vcpu, STAGE_ENABLED);
+	/* The guest took every wake-all delivered, and one for its enable. */
+	sync_global_from_guest(vm, wake_all_count);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), wake_all_count);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+	ksft_test_result_pass("an enable delivers one wake-all (%u so far)\n", wake_all_count);
+
 	enabled = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
 	test_one_reg(vcpu, enabled);
 	ksft_test_result_pass("KVM_GET_REG_LIST and ONE_REG save/restore\n");
@@ -530,6 +669,8 @@ static void test_signals(void)
 	/* The fetch waits in the handler, which has not answered it. */
 	wait_requested(0);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), 1);
+	/* The restored enable's, delivered as the guest went back in. */
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), wake_all_count + 1);
 	ksft_test_result_pass("PAGE_NOT_PRESENT while the handler holds the page\n");
 
 	release_held();
@@ -592,8 +733,9 @@ static void test_signals(void)
 
 static void guest_teardown(void)
 {
-	set_ctrl(block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1);
-	local_irq_enable();
+	/* KVM signals nothing while the guest could not take PAGE_READY. */
+	guest_init_irq();
+	guest_enable();
 	touch_not_present(0);
 	GUEST_SYNC(STAGE_NOT_PRESENT);
 	GUEST_FAIL("the VM should be gone");
@@ -614,6 +756,7 @@ static void test_teardown(void)
 	vm = create_vm(&vcpu, guest_teardown, false);
 	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
 				guest_dabt_handler);
+	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
 	add_test_pages(vm);
 	uffd = serve_test_pages();
 	hold[0] = true;
@@ -626,6 +769,14 @@ static void test_teardown(void)
 	ksft_test_result_pass("VM destroyed with a fetch in flight\n");
 }
 
+static u32 undef_count;
+
+static void guest_undef_handler(struct ex_regs *regs)
+{
+	WRITE_ONCE(undef_count, undef_count + 1);
+	regs->pc += 4;
+}
+
 static void guest_hidden(void)
 {
 	struct arm_smccc_res res;
@@ -636,26 +787,39 @@ static void guest_hidden(void)
 	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
 		  0, 0, 0, 0, 0, 0, 0, &res);
 	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_NOT_SUPPORTED);
+	/* The registers do not exist: both accesses UNDEF. */
 	set_ctrl(block_gpa | KVM_ARM_APF_CTRL_ENABLE);
-	GUEST_ASSERT_EQ(get_ctrl(), 0);
+	get_ctrl();
+	GUEST_ASSERT_EQ(READ_ONCE(undef_count), 2);
 	GUEST_DONE();
 }
 
+/*
+ * A VMM that hides the feature gets a VM without its register: absent from
+ * KVM_GET_REG_LIST and KVM_{GET,SET}_ONE_REG, UNDEF to the guest, as on a
+ * host without the feature, to which such a VM can migrate.
+ */
 static void test_hidden(void)
 {
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
-	u64 bmap;
+	u64 bmap, val;
 
 	vm = create_vm(&vcpu, guest_hidden, false);
+	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_UNKNOWN,
+				guest_undef_handler);
 	bmap = vcpu_get_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2);
 	vcpu_set_reg(vcpu, KVM_REG_ARM_VENDOR_HYP_BMAP_2,
 		     bmap & ~BIT(KVM_REG_ARM_VENDOR_HYP_BIT_ASYNC_PF));
+	TEST_ASSERT(!reg_listed(vcpu, APF_REG),
+		    "KVM_GET_REG_LIST lists SYS_ASYNC_PF_EL1 of a hidden feature");
+	TEST_ASSERT(__vcpu_get_reg(vcpu, APF_REG, &val) == -1 && errno == ENOENT,
+		    "KVM_GET_ONE_REG of the hidden register did not fail with ENOENT");
+	TEST_ASSERT(__vcpu_set_reg(vcpu, APF_REG, 0) == -1 && errno == ENOENT,
+		    "KVM_SET_ONE_REG of the hidden register did not fail with ENOENT");
 	run_to_done(vcpu);
-	TEST_ASSERT_EQ(__vcpu_set_reg(vcpu, APF_REG,
-				      block_gpa | KVM_ARM_APF_CTRL_ENABLE), -1);
 	kvm_vm_free(vm);
-	ksft_test_result_pass("hidden when the VMM clears its bit\n");
+	ksft_test_result_pass("hidden when the VMM clears its bit: no register\n");
 }
 
 static void guest_el2(void)
@@ -719,6 +883,88 @@ static void test_ppi_taken(void)
 	ksft_test_result_pass("PPI %d given to a PMU: discovery fails\n", irq);
 }
 
+static u32 chosen_intid;
+
+static void guest_ready_intid(void)
+{
+	struct arm_smccc_res res;
+
+	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
+		  0, 0, 0, 0, 0, 0, 0, &res);
+	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_SUCCESS);
+	GUEST_ASSERT_EQ(res.a1, READ_ONCE(chosen_intid));
+	GUEST_DONE();
+}
+
+static int set_ready_intid(struct kvm_vcpu *vcpu, int irq)
+{
+	return __vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_ASYNC_PF_CTRL,
+				      KVM_ARM_VCPU_ASYNC_PF_IRQ, &irq);
+}
+
+/*
+ * The VMM chooses PAGE_READY's PPI before the VM runs; an INTID that is not
+ * a PPI, or a PPI a timer has, is refused, and so is any change once the VM
+ * has run.  The guest discovers the chosen one.
+ */
+static void test_ready_intid(void)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int irq;
+
+	vm = create_vm(&vcpu, guest_ready_intid, false);
+	vcpu_device_attr_get(vcpu, KVM_ARM_VCPU_ASYNC_PF_CTRL,
+			     KVM_ARM_VCPU_ASYNC_PF_IRQ, &irq);
+	TEST_ASSERT_EQ(irq, 17);
+	TEST_ASSERT(set_ready_intid(vcpu, 32) == -1 && errno == EINVAL,
+		    "an SPI taken as PAGE_READY's PPI");
+	TEST_ASSERT(set_ready_intid(vcpu, vcpu_get_vtimer_irq(vcpu)) == -1 &&
+		    errno == EBUSY, "the virtual timer's PPI taken for PAGE_READY");
+	TEST_ASSERT_EQ(set_ready_intid(vcpu, 20), 0);
+	chosen_intid = 20;
+	sync_global_to_guest(vm, chosen_intid);
+	run_to_done(vcpu);
+	TEST_ASSERT(set_ready_intid(vcpu, 21) == -1 && errno == EBUSY,
+		    "PAGE_READY's PPI changed after the VM ran");
+	vcpu_device_attr_get(vcpu, KVM_ARM_VCPU_ASYNC_PF_CTRL,
+			     KVM_ARM_VCPU_ASYNC_PF_IRQ, &irq);
+	TEST_ASSERT_EQ(irq, 20);
+	kvm_vm_free(vm);
+	ksft_test_result_pass("the VMM chooses PAGE_READY's PPI; conflicts refused\n");
+}
+
+/* A PMU given the PPI the VMM chose for PAGE_READY fails the first run. */
+static void test_ready_intid_pmu(void)
+{
+	struct kvm_vcpu_init init;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	int irq = 22;
+
+	if (!kvm_check_cap(KVM_CAP_ARM_PMU_V3)) {
+		ksft_test_result_skip("chosen PPI given to a PMU: KVM_CAP_ARM_PMU_V3 not available\n");
+		return;
+	}
+
+	vm = vm_create(1);
+	kvm_get_default_vcpu_target(vm, &init);
+	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
+	init.features[0] |= BIT(KVM_ARM_VCPU_PMU_V3);
+	vcpu = aarch64_vcpu_add(vm, 0, &init, guest_ready_intid);
+	kvm_arch_vm_finalize_vcpus(vm);
+	TEST_ASSERT_EQ(set_ready_intid(vcpu, irq), 0);
+	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
+			     KVM_ARM_VCPU_PMU_V3_IRQ, &irq);
+	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
+			     KVM_ARM_VCPU_PMU_V3_INIT, NULL);
+	TEST_ASSERT(_vcpu_run(vcpu) == -1 && errno == EBUSY,
+		    "KVM_RUN with PAGE_READY's chosen PPI given to the PMU");
+	kvm_vm_free(vm);
+	ksft_test_result_pass("PPI %d chosen for PAGE_READY, given to a PMU: KVM_RUN fails\n",
+			      irq);
+}
+
 /*
  * Bad input: every value a guest or a VMM could put in SYS_ASYNC_PF_EL1.
  * The guest RAM KVM may write, for ctrl_takes(); shared with the guest.
@@ -756,6 +1002,10 @@ static bool ctrl_takes(u64 val)
  * bits, any address field with random low bits, and a random block in RAM
  * with one of the interesting flag combinations.  Returns false past the
  * last one.
+ *
+ * An enable that takes effect has KVM write its wake-all to the block at
+ * once: the blocks in RAM are in a scratch slot the guest does not use, or
+ * in slot 0's first page, which the library never allocates.
  */
 static bool bad_value(int i, u64 *val)
 {
@@ -765,11 +1015,12 @@ static bool bad_value(int i, u64 *val)
 		KVM_ARM_APF_CTRL_ENABLE | BIT(2), KVM_ARM_APF_CTRL_ENABLE | BIT(5),
 		KVM_ARM_APF_CTRL_ENABLE | BIT(52), KVM_ARM_APF_CTRL_ENABLE | BIT(63),
 	};
+	const u64 scratch_end = SCRATCH_GPA + SCRATCH_PAGES * page_size;
 	const u64 addrs[] = {
-		block_gpa, ram[0].start, ram[0].end - 64,
-		ram[0].end - 32,		/* would cross into the next page */
-		ram[0].end,			/* unmapped: the ucall MMIO page */
-		ram[0].start - 64, RO_GPA, RO_GPA + page_size - 64,
+		block_gpa, SCRATCH_GPA, scratch_end - 64,
+		scratch_end - 32,		/* would cross into the next page */
+		scratch_end,			/* unmapped */
+		SCRATCH_GPA - 64, RO_GPA, RO_GPA + page_size - 64,
 		BLOCK_GPA, BLOCK_GPA + page_size, GICD_BASE_GPA, GICR_BASE_GPA,
 		0, KVM_ARM_APF_CTRL_ADDR_MASK, BIT(51),
 	};
@@ -792,7 +1043,7 @@ static bool bad_value(int i, u64 *val)
 		*val = (r & KVM_ARM_APF_CTRL_ADDR_MASK) | (kvm_random_u32(&rng) & 0x3f);
 		break;
 	default:
-		*val = ram[0].start + (r % (ram[0].end - ram[0].start));
+		*val = SCRATCH_GPA + (r % (SCRATCH_PAGES * page_size));
 		*val = (*val & KVM_ARM_APF_CTRL_ADDR_MASK) |
 		       flags[kvm_random_u32(&rng) % ARRAY_SIZE(flags)];
 		break;
@@ -838,8 +1089,8 @@ static void find_ram(struct kvm_vm *vm)
 		ram[nr_ram].end = ram[nr_ram].start + region->region.memory_size;
 		nr_ram++;
 	}
-	/* bad_value() takes slot 0 as "the" RAM. */
-	TEST_ASSERT_EQ(memslot2region(vm, 0)->region.guest_phys_addr, ram[0].start);
+	/* Slot 0 starts at 0: bad_value()'s block at 0 is in RAM. */
+	TEST_ASSERT_EQ(memslot2region(vm, 0)->region.guest_phys_addr, 0);
 	sync_global_to_guest(vm, ram);
 	sync_global_to_guest(vm, nr_ram);
 }
@@ -888,6 +1139,8 @@ static void test_bad_values(void)
 
 	vm = create_vm(&vcpu, guest_bad_values, false);
 	add_block_slots(vm);
+	vm_userspace_mem_region_add(vm, VM_MEM_SRC_ANONYMOUS, SCRATCH_GPA, SCRATCH_SLOT,
+				    SCRATCH_PAGES, 0);
 	find_ram(vm);
 	rng = new_kvm_random_state(kvm_random_seed);
 	sync_global_to_guest(vm, rng);
@@ -908,39 +1161,40 @@ static void guest_moves(void)
 	u64 block_a = block_gva;
 	u64 enable = block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
 	u64 moved = BLOCK_GPA | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1;
-	struct arm_smccc_res res;
-	u32 t;
 	int i;
 
-	smccc_hvc(ARM_SMCCC_VENDOR_HYP_KVM_ASYNC_PF_FUNC_ID,
-		  0, 0, 0, 0, 0, 0, 0, &res);
-	GUEST_ASSERT_EQ(res.a0, SMCCC_RET_SUCCESS);
-	ready_intid = res.a1;
-	gic_init(GIC_V3, 1);
-	gic_irq_enable(ready_intid);
-	local_irq_enable();
+	guest_init_irq();
 
-	/* Enabling twice is enabling once. */
+	/*
+	 * Enabling twice: a wake-all each.  The second one, if it found the
+	 * first still in the block, comes with the acknowledgment.
+	 */
 	set_ctrl(enable);
 	set_ctrl(enable);
 	GUEST_ASSERT_EQ(get_ctrl(), enable);
+	wait_for_wake_all(2);
 
 	/* An acknowledgment with nothing raised is ignored. */
 	for (i = 0; i < 100; i++)
 		write_sysreg_s(0, SYS_ASYNC_PF_ACK_EL1);
 	isb();
-	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 0);
+	expect_no_more(0, 2);
 	GUEST_SYNC(STAGE_SPURIOUS_ACK);
 
-	/* PAGE_READY follows a block moved while its page is fetched. */
-	t = touch_not_present(0);
+	/*
+	 * Moving the block while a page is fetched is an enable: the token
+	 * is dropped, and the wake-all goes to the new block.
+	 */
+	touch_not_present(0);
 	WRITE_ONCE(block_gva, BLOCK_GPA);
 	set_ctrl(moved);
 	GUEST_ASSERT_EQ(get_ctrl(), moved);
-	GUEST_SYNC(STAGE_MOVED);
-	wait_for_ready(1);
-	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[0]), t);
+	wait_for_wake_all(3);
 	GUEST_ASSERT_EQ(READ_ONCE(((struct kvm_arm_apf_block *)block_a)->ready_token), 0);
+	GUEST_SYNC(STAGE_MOVED);
+
+	/* The page came in: no PAGE_READY for the dropped token. */
+	expect_no_more(0, 3);
 	touch_present(0);
 	GUEST_SYNC(STAGE_MOVED_READY);
 
@@ -973,14 +1227,19 @@ static void test_block_moves(void)
 
 	run_to(vcpu, STAGE_SPURIOUS_ACK);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
-	ksft_test_result_pass("acknowledgment without a signal ignored, enabling twice harmless\n");
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 2);
+	ksft_test_result_pass("acknowledgment without a signal ignored, enabling twice: two wake-alls\n");
 
 	run_to(vcpu, STAGE_MOVED);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 3);
 	wait_requested(0);
 	release_held();
+	/* Time for the fetch to finish before the guest looks. */
+	usleep(100 * 1000);
 	run_to(vcpu, STAGE_MOVED_READY);
-	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1);
-	ksft_test_result_pass("PAGE_READY follows a block moved with a fetch in flight\n");
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 3);
+	ksft_test_result_pass("block moved with a fetch in flight: wake-all there, token dropped\n");
 
 	vm_mem_region_delete(vm, BLOCK_SLOT);
 	not_present = vcpu_get_stat(vcpu, apf_not_present);
@@ -988,12 +1247,230 @@ static void test_block_moves(void)
 	run_to(vcpu, STAGE_BLOCK_GONE);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_sync), sync + 1);
+	/* Owed, not delivered: the block is not there to take it. */
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 3);
 	run_to_done(vcpu);
 	ksft_test_result_pass("memslot of an enabled block deleted: faults synchronous\n");
 
 	uffd_stop_demand_paging(uffd);
 	kvm_vm_free(vm);
 	free(pattern_pages);
+}
+
+/* A VM whose guest takes signals, with the test pages served. */
+static struct kvm_vm *create_apf_vm(struct kvm_vcpu **vcpu, void *code,
+				    struct uffd_desc **uffd)
+{
+	struct kvm_vm *vm = create_vm(vcpu, code, false);
+
+	vm_install_sync_handler(vm, VECTOR_SYNC_CURRENT, ESR_ELx_EC_DABT_CUR,
+				guest_dabt_handler);
+	vm_install_exception_handler(vm, VECTOR_IRQ_CURRENT, guest_irq_handler);
+	add_test_pages(vm);
+	*uffd = serve_test_pages();
+	return vm;
+}
+
+static void destroy_apf_vm(struct kvm_vm *vm, struct uffd_desc *uffd)
+{
+	uffd_stop_demand_paging(uffd);
+	kvm_vm_free(vm);
+	free(pattern_pages);
+}
+
+static void guest_restore(void)
+{
+	int page;
+
+	guest_init_irq();
+	GUEST_ASSERT(max_pending >= RESTORE_PAGES);
+	guest_enable();
+	for (page = 0; page < RESTORE_PAGES; page++)
+		touch_not_present(page);
+	GUEST_SYNC(STAGE_RESTORE_HELD);
+
+	/*
+	 * The VMM restored the register: a wake-all, before any page (the
+	 * tokens it replaces are not the guest's to wait for any more).
+	 */
+	wait_for_wake_all(2);
+	GUEST_ASSERT_EQ(READ_ONCE(ready_count), 0);
+	GUEST_SYNC(STAGE_RESTORED);
+
+	/* The pages came in: no PAGE_READY, no second wake-all. */
+	expect_no_more(0, 2);
+	for (page = 0; page < RESTORE_PAGES; page++)
+		touch_present(page);
+	GUEST_SYNC(STAGE_RESTORE_DROPPED);
+	GUEST_DONE();
+}
+
+/*
+ * A VMM restores the control register, as after a migration, while the
+ * guest waits for pages: the guest is told to stop waiting, once.
+ */
+static void test_restore_wakes_all(void)
+{
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+	u64 val;
+	int page;
+
+	vm = create_apf_vm(&vcpu, guest_restore, &uffd);
+	for (page = 0; page < RESTORE_PAGES; page++)
+		hold[page] = true;
+
+	run_to(vcpu, STAGE_RESTORE_HELD);
+	for (page = 0; page < RESTORE_PAGES; page++)
+		wait_requested(page);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), RESTORE_PAGES);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 1);
+
+	val = vcpu_get_reg(vcpu, APF_REG);
+	TEST_ASSERT_EQ(val, block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1);
+	vcpu_set_reg(vcpu, APF_REG, val);
+	run_to(vcpu, STAGE_RESTORED);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 2);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+
+	release_held();
+	/* Time for the fetches to finish before the guest looks. */
+	usleep(100 * 1000);
+	run_to(vcpu, STAGE_RESTORE_DROPPED);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 2);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready_mapped), 0);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), RESTORE_PAGES);
+	run_to_done(vcpu);
+
+	destroy_apf_vm(vm, uffd);
+	ksft_test_result_pass("ONE_REG restore with %d pages pending: one wake-all, tokens dropped\n",
+			      RESTORE_PAGES);
+}
+
+static void guest_slot(void)
+{
+	guest_init_irq();
+	guest_enable();
+	touch_not_present(0);
+	GUEST_SYNC(STAGE_SLOT_HELD);
+
+	/* The block's memslot is gone: a fault is resolved synchronously. */
+	touch_present(1);
+	GUEST_SYNC(STAGE_SLOT_GONE);
+
+	/* It is back: a wake-all, and no PAGE_READY for the lost token. */
+	wait_for_wake_all(2);
+	expect_no_more(0, 2);
+	touch_present(0);
+	GUEST_SYNC(STAGE_SLOT_BACK);
+	GUEST_DONE();
+}
+
+/*
+ * The VMM deletes the memslot of the control block while a page is
+ * fetched, the fetch finishes meanwhile, and the VMM adds the memslot back
+ * with the same memory: the guest hears a wake-all instead.
+ */
+static void test_block_slot_readded(void)
+{
+	struct userspace_mem_region *region;
+	u64 not_present, sync;
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = create_apf_vm(&vcpu, guest_slot, &uffd);
+	/* The block alone in its memslot. */
+	add_block_slots(vm);
+	block_gva = BLOCK_GPA;
+	block_gpa = BLOCK_GPA;
+	sync_global_to_guest(vm, block_gva);
+	sync_global_to_guest(vm, block_gpa);
+	region = memslot2region(vm, BLOCK_SLOT);
+	hold[0] = true;
+
+	run_to(vcpu, STAGE_SLOT_HELD);
+	wait_requested(0);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 1);
+
+	/*
+	 * The vCPU stays out while the fetch finishes: whatever KVM would
+	 * signal then, it could only find the block gone.
+	 */
+	vm_set_user_memory_region(vm, BLOCK_SLOT, 0, BLOCK_GPA, 0, NULL);
+	release_held();
+	usleep(100 * 1000);
+	not_present = vcpu_get_stat(vcpu, apf_not_present);
+	sync = vcpu_get_stat(vcpu, apf_sync);
+	run_to(vcpu, STAGE_SLOT_GONE);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), not_present);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_sync), sync + 1);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 1);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+
+	vm_set_user_memory_region(vm, BLOCK_SLOT, region->region.flags, BLOCK_GPA,
+				  region->region.memory_size, region->host_mem);
+	run_to(vcpu, STAGE_SLOT_BACK);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 2);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
+	run_to_done(vcpu);
+
+	destroy_apf_vm(vm, uffd);
+	ksft_test_result_pass("block's memslot deleted and added back: wake-all, token dropped\n");
+}
+
+static void guest_pmr(void)
+{
+	u32 prio, pmr, t;
+
+	guest_init_irq();
+	guest_enable();
+
+	/* PAGE_READY's priority, as gic_init() left it in vCPU 0's redistributor. */
+	prio = readl(GICR_BASE_GVA + SZ_64K + GICR_IPRIORITYR0 + (ready_intid & ~3));
+	prio = (prio >> ((ready_intid % 4) * 8)) & 0xff;
+	pmr = read_sysreg_s(SYS_ICC_PMR_EL1);
+	GUEST_ASSERT(prio < pmr);
+	WRITE_ONCE(ready_prio, prio);
+
+	/*
+	 * A priority mask at the PPI's priority masks it, as a guest using
+	 * pseudo-NMIs masks IRQs, PSTATE.I clear: no signal.
+	 */
+	gic_set_priority_mask(prio);
+	isb();
+	GUEST_ASSERT(read_sysreg_s(SYS_ICC_PMR_EL1) <= prio);
+	touch_present(0);
+	gic_set_priority_mask(pmr);
+	isb();
+
+	/* Unmasked again: the next page is signalled. */
+	t = touch_not_present(1);
+	wait_for_ready(1);
+	GUEST_ASSERT_EQ(READ_ONCE(ready_tokens[0]), t);
+	touch_present(1);
+	GUEST_SYNC(STAGE_PMR);
+	GUEST_DONE();
+}
+
+static void test_pmr_masked(void)
+{
+	struct uffd_desc *uffd;
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	vm = create_apf_vm(&vcpu, guest_pmr, &uffd);
+	run_to(vcpu, STAGE_PMR);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), 1);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 1);
+	sync_global_from_guest(vm, ready_prio);
+	run_to_done(vcpu);
+
+	destroy_apf_vm(vm, uffd);
+	ksft_test_result_pass("synchronous with PAGE_READY masked by ICC_PMR_EL1 (priority %#x)\n",
+			      ready_prio);
 }
 
 /* Whether this KVM offers the feature by default. */
@@ -1015,15 +1492,20 @@ int main(int argc, char *argv[])
 	TEST_REQUIRE(feature_offered());
 
 	ksft_print_header();
-	ksft_set_plan(20);
+	ksft_set_plan(26);
 
 	test_signals();
 	test_teardown();
 	test_bad_values();
 	test_block_moves();
+	test_restore_wakes_all();
+	test_block_slot_readded();
+	test_pmr_masked();
 	test_hidden();
 	test_refused_with_el2();
 	test_ppi_taken();
+	test_ready_intid();
+	test_ready_intid_pmu();
 
 	ksft_finished();
 }

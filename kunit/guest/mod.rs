@@ -7,7 +7,7 @@ use kernel::prelude::*;
 
 #[kunit_tests(kvm_arm64_apf_guest)]
 mod waiters {
-    use crate::block::{Block, PAGE_NOT_PRESENT};
+    use crate::block::{Block, PAGE_NOT_PRESENT, WAKE_ALL};
     use crate::waiters::{Parked, Ready, Waiters, SLOTS};
 
     fn enabled() -> Waiters {
@@ -21,7 +21,7 @@ mod waiters {
         b.host_not_present(token);
         match w.not_present(b, true) {
             Parked::Wait(slot) => slot,
-            Parked::Retry => panic!("token {token} not parked"),
+            Parked::Retry | Parked::Unhandled => panic!("token {token} not parked"),
         }
     }
 
@@ -118,6 +118,48 @@ mod waiters {
     }
 
     #[test]
+    fn an_abort_nobody_signalled_is_reported() {
+        // On a CPU that takes no signals, an abort with nothing in the
+        // block is not the host's: retrying it would loop forever.
+        let (mut off, b) = (Waiters::new(), Block::new());
+        assert_eq!(off.not_present(&b, true), Parked::Unhandled);
+        // Unless a signal was dropped before its abort got here: that one
+        // abort retries, the next is reported.
+        let (mut w, b) = (enabled(), Block::new());
+        b.host_not_present(8);
+        assert_eq!(ready(&mut w, &b, 8), (Ready::Consumed, 0));
+        w.disable();
+        assert_eq!(w.not_present(&b, true), Parked::Retry);
+        assert_eq!(w.not_present(&b, true), Parked::Unhandled);
+    }
+
+    #[test]
+    fn wake_all_wakes_every_waiter_and_drops_the_unconsumed() {
+        let (mut w, b) = (enabled(), Block::new());
+        let s1 = park(&mut w, &b, 1);
+        let s2 = park(&mut w, &b, 2);
+        // A PAGE_NOT_PRESENT of the host before, not consumed yet.
+        b.host_not_present(3);
+        assert_eq!(
+            ready(&mut w, &b, WAKE_ALL),
+            (Ready::WakeAll((1 << s1) | (1 << s2)), 0)
+        );
+        assert!(w.woken(s1) && w.woken(s2));
+        assert_eq!(b.reason(), 0);
+        // Its abort finds nothing and retries; nothing is owed any more.
+        assert_eq!(w.not_present(&b, true), Parked::Retry);
+        assert!(w.drained(&b));
+        assert!(w.enabled());
+        let st = w.stats();
+        assert_eq!((st.wake_alls, st.woken_by_wake_all, st.ready), (1, 2, 0));
+        w.release(s1);
+        w.release(s2);
+        // The CPU still takes signals.
+        let s = park(&mut w, &b, 4);
+        assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 0));
+    }
+
+    #[test]
     fn disable_wakes_every_waiter() {
         let (mut w, b) = (enabled(), Block::new());
         let s1 = park(&mut w, &b, 1);
@@ -137,7 +179,7 @@ mod waiters {
         b.host_not_present(6);
         let p = match w.not_present(&b, false) {
             Parked::Wait(p) => p,
-            Parked::Retry => panic!("not parked"),
+            Parked::Retry | Parked::Unhandled => panic!("not parked"),
         };
         assert_eq!(ready(&mut w, &b, 6), (Ready::Consumed, 0));
         assert!(w.woken(p));
@@ -145,7 +187,7 @@ mod waiters {
         b.host_not_present(7);
         let p = match w.not_present(&b, false) {
             Parked::Wait(p) => p,
-            Parked::Retry => panic!("not parked"),
+            Parked::Retry | Parked::Unhandled => panic!("not parked"),
         };
         let s = park(&mut w, &b, 8);
         assert_eq!(w.disable(), 1 << s);
@@ -196,7 +238,7 @@ mod waiters {
         assert_eq!(b.reason(), PAGE_NOT_PRESENT);
         let s = match w.not_present(&b, true) {
             Parked::Wait(s) => s,
-            Parked::Retry => panic!("not parked"),
+            Parked::Retry | Parked::Unhandled => panic!("not parked"),
         };
         assert_ne!(b.reason(), 0);
         assert_ne!(b.reason(), PAGE_NOT_PRESENT);

@@ -108,7 +108,7 @@ mod ctrl {
 
 #[kunit_tests(kvm_arm64_apf_pending)]
 mod pending {
-    use crate::pending::{Full, Page, Pending, MAX_PENDING};
+    use crate::pending::{Full, Page, Pending, MAX_PENDING, WAKE_ALL};
     use kernel::prelude::*;
 
     /// The page at `gfn`, read.
@@ -238,9 +238,11 @@ mod pending {
         let mut p = Pending::new();
         let first = p.start(read(0)).unwrap();
         assert_eq!(first, 1);
-        p.skip_tokens_to(u32::MAX - 1);
-        assert_eq!(p.start(read(1)), Ok(u32::MAX));
-        // 0 is never a token and 1 is still in flight.
+        p.skip_tokens_to(u32::MAX - 2);
+        assert_eq!(p.start(read(1)), Ok(u32::MAX - 1));
+        // The wake-all's token and 0 are never a page's, and 1 is still
+        // in flight.
+        assert_eq!(WAKE_ALL, u32::MAX);
         assert_eq!(p.start(read(2)), Ok(2));
     }
 
