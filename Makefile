@@ -7,6 +7,7 @@
 #   make test    everything from a clean clone: deps, build, boot, tests
 #   make bench   what asynchronous page faults buy a guest under pressure
 #   make test-debug  the tests on a kernel with lockdep, KASAN, kmemleak
+#   make test-rt     the tests on a PREEMPT_RT kernel with lockdep
 #   make soak    guests under a swap storm for 10 minutes
 #   make help    every target
 
@@ -42,13 +43,14 @@ TESTS ?= $(shell awk '/^\# --- not in the default run/ { exit } \
 	!/^\#/ && NF { print $$1 }' scripts/tests.list)
 
 .PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
-	selftests rootfs test test-debug soak bench run shell clean
+	selftests rootfs test test-debug test-rt soak bench run shell clean
 
 help:
 	@echo 'make run          build what is needed, boot L1 and L2 in it'
 	@echo 'make shell        an interactive shell in L1 (run-l2 starts a guest)'
 	@echo 'make test         deps, build, boot L1, run the tests, report'
 	@echo 'make test-debug   make test on a debug kernel (lockdep, KASAN, kmemleak)'
+	@echo 'make test-rt      make test on a PREEMPT_RT kernel with lockdep'
 	@echo 'make soak         deps, build, boot L1, 2 guests under a swap storm for 10 min'
 	@echo 'make bench        deps, build, boot L1, benchmark L2 under memory pressure'
 	@echo 'make deps         install the pinned host tools (apt, cargo)'
@@ -60,7 +62,7 @@ help:
 	@echo 'make kernel       build the arm64 Image (L1 and L2) in $$(BUILD)'
 	@echo 'make selftests    build the arm64 KVM selftests, static'
 	@echo 'make rootfs       build the L1 and L2 initramfs'
-	@echo 'make clean        remove this clone'"'"'s build output ($(BUILD), and -debug)'
+	@echo 'make clean        remove this clone'"'"'s build output ($(BUILD), -debug, -rt)'
 
 deps:
 	@scripts/deps.sh
@@ -110,6 +112,14 @@ test-debug:
 		KCONFIG="scripts/kernel.config scripts/debug.config" TIME_SCALE=10 \
 		APF_ENV=APF_MIB=96,APF_LIMIT=64M$(if $(APF_ENV),$(comma)$(APF_ENV))
 
+# The same tests on a PREEMPT_RT kernel with lockdep (scripts/rt.config),
+# L1 and L2 both, in its own build folder: a spinlock_t taken where KVM
+# runs with preemption disabled sleeps there, and lockdep says so.
+test-rt:
+	@+$(MAKE) --no-print-directory test BUILD=$(BUILD)-rt \
+		KCONFIG="scripts/kernel.config scripts/rt.config" TIME_SCALE=4 \
+		APF_ENV=APF_MIB=96,APF_LIMIT=64M$(if $(APF_ENV),$(comma)$(APF_ENV))
+
 soak: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
 	@scripts/run-tests.sh soak
@@ -127,4 +137,4 @@ shell: deps
 	@scripts/boot.sh shell
 
 clean:
-	rm -rf "$(BUILD)" "$(BUILD)-debug"
+	rm -rf "$(BUILD)" "$(BUILD)-debug" "$(BUILD)-rt"

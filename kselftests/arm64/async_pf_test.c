@@ -943,7 +943,7 @@ static void test_ready_intid_pmu(void)
 	int irq = 22;
 
 	if (!kvm_check_cap(KVM_CAP_ARM_PMU_V3)) {
-		ksft_test_result_skip("chosen PPI given to a PMU: KVM_CAP_ARM_PMU_V3 not available\n");
+		ksft_test_result_skip("chosen PPI given to a PMU: no KVM_CAP_ARM_PMU_V3\n");
 		return;
 	}
 
@@ -1228,7 +1228,7 @@ static void test_block_moves(void)
 	run_to(vcpu, STAGE_SPURIOUS_ACK);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 2);
-	ksft_test_result_pass("acknowledgment without a signal ignored, enabling twice: two wake-alls\n");
+	ksft_test_result_pass("stray acknowledgments ignored, enabling twice: two wake-alls\n");
 
 	run_to(vcpu, STAGE_MOVED);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 3);
@@ -1239,7 +1239,7 @@ static void test_block_moves(void)
 	run_to(vcpu, STAGE_MOVED_READY);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_ready), 0);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 3);
-	ksft_test_result_pass("block moved with a fetch in flight: wake-all there, token dropped\n");
+	ksft_test_result_pass("block moved, fetch in flight: wake-all there, token dropped\n");
 
 	vm_mem_region_delete(vm, BLOCK_SLOT);
 	not_present = vcpu_get_stat(vcpu, apf_not_present);
@@ -1345,7 +1345,7 @@ static void test_restore_wakes_all(void)
 	run_to_done(vcpu);
 
 	destroy_apf_vm(vm, uffd);
-	ksft_test_result_pass("ONE_REG restore with %d pages pending: one wake-all, tokens dropped\n",
+	ksft_test_result_pass("restore with %d pages pending: one wake-all, tokens dropped\n",
 			      RESTORE_PAGES);
 }
 
