@@ -63,6 +63,7 @@ pub(crate) fn phys_addr<T>(obj: &Pin<KBox<T>>) -> u64 {
 pub(crate) struct Ppi {
     virq: c_uint,
     cookie: *mut c_void,
+    acpi: bool,
 }
 
 // SAFETY: The fields are a Linux IRQ number and a per-CPU cookie, which
@@ -74,46 +75,101 @@ unsafe impl Sync for Ppi {}
 /// `GIC_PPI` in a GICv3 interrupt specifier.
 const GIC_PPI: u32 = 1;
 
+/// ACPI's edge-triggered and active-high interrupt flags
+/// (`include/acpi/acrestyp.h`, whose casts bindgen does not evaluate).
+#[cfg(CONFIG_ACPI)]
+const ACPI_EDGE_SENSITIVE: c_int = 1;
+#[cfg(CONFIG_ACPI)]
+const ACPI_ACTIVE_HIGH: c_int = 0;
+
+/// Maps PPI `intid` through ACPI, when the kernel booted with it: on arm64
+/// a GSI below 32 is the GIC's PPI of that INTID.
+#[cfg(CONFIG_ACPI)]
+fn map_ppi_acpi(intid: u32) -> Option<Result<c_uint>> {
+    // SAFETY: `acpi_disabled` is set once during early boot, before any
+    // module can load, and only read after.
+    if unsafe { bindings::acpi_disabled } != 0 {
+        return None;
+    }
+    // SAFETY: No device is needed for a PPI; the constants are ACPI's own
+    // for an edge-triggered, active-high interrupt.
+    let irq = unsafe {
+        bindings::acpi_register_gsi(
+            core::ptr::null_mut(),
+            intid,
+            ACPI_EDGE_SENSITIVE,
+            ACPI_ACTIVE_HIGH,
+        )
+    };
+    Some(if irq > 0 {
+        Ok(irq as c_uint)
+    } else {
+        Err(ENXIO)
+    })
+}
+
+#[cfg(not(CONFIG_ACPI))]
+fn map_ppi_acpi(_intid: u32) -> Option<Result<c_uint>> {
+    None
+}
+
+/// Maps PPI `intid` on the interrupt controller of the device tree's root
+/// (the host does not describe it in the tree).
+#[cfg(not(CONFIG_OF))]
+fn map_ppi_of(_intid: u32) -> Result<c_uint> {
+    Err(ENODEV)
+}
+
+/// Maps PPI `intid` on the interrupt controller of the device tree's root
+/// (the host does not describe it in the tree).
+#[cfg(CONFIG_OF)]
+fn map_ppi_of(intid: u32) -> Result<c_uint> {
+    // SAFETY: The path is a NUL-terminated string; the result is a
+    // reference to the root node, or NULL without a device tree.
+    let root =
+        unsafe { bindings::of_find_node_opts_by_path(c"/".as_char_ptr(), core::ptr::null_mut()) };
+    if root.is_null() {
+        return Err(ENODEV);
+    }
+    // SAFETY: `root` is a counted reference; the result is another
+    // one, or NULL.  The root's reference is put right after.
+    let gic = unsafe { bindings::of_irq_find_parent(root) };
+    // SAFETY: `root` came from `of_find_node_opts_by_path`.
+    unsafe { bindings::of_node_put(root) };
+    if gic.is_null() {
+        return Err(ENODEV);
+    }
+    let mut spec = bindings::irq_fwspec {
+        // SAFETY: `gic` is a valid node; its fwnode lives as long.
+        fwnode: unsafe { &raw mut (*gic).fwnode },
+        param_count: 3,
+        ..Default::default()
+    };
+    spec.param[0] = GIC_PPI;
+    spec.param[1] = intid - 16;
+    spec.param[2] = bindings::IRQ_TYPE_EDGE_RISING;
+    // SAFETY: `spec` is a valid specifier for the GIC's domain, which
+    // takes its own reference to the fwnode if it keeps it.
+    let virq = unsafe { bindings::irq_create_fwspec_mapping(&mut spec) };
+    // SAFETY: `gic` came from `of_irq_find_parent`.
+    unsafe { bindings::of_node_put(gic) };
+    if virq == 0 {
+        return Err(ENXIO);
+    }
+    Ok(virq)
+}
+
 impl Ppi {
-    /// Maps PPI `intid` on the interrupt controller of the device tree's
-    /// root (the host does not describe it in the tree) and requests it.
+    /// Maps PPI `intid`, through ACPI or the device tree, whichever the
+    /// kernel booted with, and requests it.
     pub(crate) fn request(intid: u32) -> Result<Self> {
         if !(16..32).contains(&intid) {
             return Err(EINVAL);
         }
-        // SAFETY: The path is a NUL-terminated string; the result is a
-        // reference to the root node, or NULL without a device tree.
-        let root = unsafe {
-            bindings::of_find_node_opts_by_path(c"/".as_char_ptr(), core::ptr::null_mut())
+        let (virq, acpi) = match map_ppi_acpi(intid) {
+            Some(virq) => (virq?, true),
+            None => (map_ppi_of(intid)?, false),
         };
-        if root.is_null() {
-            return Err(ENODEV);
-        }
-        // SAFETY: `root` is a counted reference; the result is another
-        // one, or NULL.  The root's reference is put right after.
-        let gic = unsafe { bindings::of_irq_find_parent(root) };
-        // SAFETY: `root` came from `of_find_node_opts_by_path`.
-        unsafe { bindings::of_node_put(root) };
-        if gic.is_null() {
-            return Err(ENODEV);
-        }
-        let mut spec = bindings::irq_fwspec {
-            // SAFETY: `gic` is a valid node; its fwnode lives as long.
-            fwnode: unsafe { &raw mut (*gic).fwnode },
-            param_count: 3,
-            ..Default::default()
-        };
-        spec.param[0] = GIC_PPI;
-        spec.param[1] = intid - 16;
-        spec.param[2] = bindings::IRQ_TYPE_EDGE_RISING;
-        // SAFETY: `spec` is a valid specifier for the GIC's domain, which
-        // takes its own reference to the fwnode if it keeps it.
-        let virq = unsafe { bindings::irq_create_fwspec_mapping(&mut spec) };
-        // SAFETY: `gic` came from `of_irq_find_parent`.
-        unsafe { bindings::of_node_put(gic) };
-        if virq == 0 {
-            return Err(ENXIO);
-        }
         // SAFETY: A one-byte per-CPU allocation; the interrupt core only
         // compares it and passes it back.
         let cookie = unsafe { bindings::pcpu_alloc_noprof(1, 1, false, bindings::GFP_KERNEL) };
@@ -142,7 +198,16 @@ impl Ppi {
             }
             return Err(e);
         }
-        Ok(Self { virq, cookie })
+        Ok(Self { virq, cookie, acpi })
+    }
+
+    /// What described the interrupt controller the PPI was mapped on.
+    pub(crate) fn firmware(&self) -> &'static str {
+        if self.acpi {
+            "ACPI"
+        } else {
+            "the device tree"
+        }
     }
 
     /// Lets this CPU take the interrupt.

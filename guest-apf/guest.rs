@@ -7,6 +7,7 @@ use core::pin::Pin;
 use kernel::bindings;
 use kernel::cpu::{nr_cpu_ids, CpuId};
 use kernel::prelude::*;
+use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::{new_raw_spinlock_irq, Completion, RawSpinLockIrq};
 use kernel::time::{delay::fsleep, Delta};
 
@@ -78,6 +79,9 @@ pub(crate) struct Guest {
     ppi: Ppi,
     cpus: KVec<Pin<KBox<PerCpu>>>,
     el1: bool,
+    /// Whether any CPU ever took signals: an abort may then be the host's
+    /// even on a CPU that takes none (yet), its task having moved there.
+    ever_enabled: Atomic<bool>,
 }
 
 impl Guest {
@@ -93,7 +97,13 @@ impl Guest {
             ppi: Ppi::request(intid)?,
             cpus,
             el1,
+            ever_enabled: Atomic::new(false),
         })
+    }
+
+    /// What described the interrupt controller of the PAGE_READY PPI.
+    pub(crate) fn firmware(&self) -> &'static str {
+        self.ppi.firmware()
     }
 
     fn cpu(&self, cpu: CpuId) -> Option<&Pin<KBox<PerCpu>>> {
@@ -115,7 +125,9 @@ impl Guest {
         if arch::read_ctrl() != ctrl {
             pr_warn!("CPU{}: the host refused the control block\n", cpu.as_u32());
             self.cpu_offline(cpu);
+            return;
         }
+        self.ever_enabled.store(true, Relaxed);
     }
 
     /// `cpu` stops taking signals (hotplug, unload, reboot); this runs on
@@ -159,7 +171,9 @@ impl Guest {
         }
         let slot = match w.not_present(&pc.block, may_sleep) {
             Parked::Retry => return true,
-            Parked::Unhandled => return false,
+            // Not ours unless some CPU asked for signals: a task that
+            // took one may have moved to a CPU not enabled yet.
+            Parked::Unhandled => return self.ever_enabled.load(Relaxed),
             Parked::Wait(slot) => slot,
         };
         if may_sleep {

@@ -111,8 +111,9 @@ impl kernel::Module for KvmApfGuest {
             pr_err!("could not enable asynchronous page faults: {:?}\n", e);
         })?;
         pr_info!(
-            "asynchronous page faults enabled: PAGE_READY on INTID {}, {} pages per CPU\n",
+            "asynchronous page faults enabled: PAGE_READY on INTID {} (through {}), {} pages per CPU\n",
             intid,
+            running.state.firmware(),
             max_pending
         );
         Ok(Self {

@@ -12,7 +12,7 @@ use kernel::{
 };
 
 use crate::{
-    ctrl::{Ctrl, Refused},
+    ctrl::{self, Ctrl, Env, Refused},
     kvm::{self, Kicker, Vcpu},
     pending::{Full, Page, Pending, WAKE_ALL},
 };
@@ -55,6 +55,11 @@ struct State {
     /// Counts the wake-alls owed, so that a delivery does not settle one
     /// owed while it wrote the block (the memslots changed meanwhile).
     wake_all_seq: u64,
+    /// Delivery was asked again once after the block was found lost,
+    /// while the memslots said it was guest RAM: not again until a signal
+    /// gets through, so that a block whose memory is gone for good does
+    /// not keep the vCPU from waiting.
+    lost_retried: bool,
     /// `None` once the vCPU is being destroyed.
     kicker: Option<Kicker>,
 }
@@ -111,6 +116,7 @@ impl VcpuApf {
                     pending: Pending::new(),
                     wake_all: false,
                     wake_all_seq: 0,
+                    lost_retried: false,
                     kicker: Some(kicker),
                 }, "kvm_apf_vcpu"),
             }),
@@ -143,10 +149,14 @@ impl VcpuApf {
     }
 
     /// Sets the control register as the VMM restores it: a refused value
-    /// changes nothing.
+    /// changes nothing.  The value it already has changes nothing either:
+    /// a VMM writes every register back after it merely looked at them
+    /// (QEMU's monitor, a debugger), and nothing was lost then.
     pub(crate) fn restore_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
         let ctrl = Ctrl::parse(val, vcpu)?;
-        self.apply(vcpu, ctrl);
+        if self.state.lock().ctrl != ctrl {
+            self.apply(vcpu, ctrl);
+        }
         Ok(())
     }
 
@@ -158,6 +168,7 @@ impl VcpuApf {
     fn apply(&self, vcpu: &Vcpu, ctrl: Ctrl) {
         let mut s = self.state.lock();
         s.ctrl = ctrl;
+        s.lost_retried = false;
         if ctrl.enabled() {
             s.owe_wake_all();
         } else {
@@ -173,14 +184,16 @@ impl VcpuApf {
     }
 
     /// The VMM changed the memslots: `block_is_ram` says whether the
-    /// control block is writable guest RAM now.  A block that went away
-    /// loses every signal: the guest is owed a wake-all, delivered once
-    /// the block is back.
-    pub(crate) fn memslots_changed(&self, block_is_ram: bool) {
+    /// control block of register value `ctrl` is writable guest RAM now.
+    /// A block that went away loses every signal: the guest is owed a
+    /// wake-all, delivered once the block is back.  A value the guest has
+    /// changed since is left alone: its own write owes what is needed.
+    pub(crate) fn memslots_changed(&self, ctrl: u64, block_is_ram: bool) {
         let mut s = self.state.lock();
-        if !s.ctrl.enabled() {
+        if !s.ctrl.enabled() || s.ctrl.value() != ctrl {
             return;
         }
+        s.lost_retried = false;
         if !block_is_ram {
             s.owe_wake_all();
         } else if s.wake_all {
@@ -191,11 +204,25 @@ impl VcpuApf {
     }
 
     /// A signal could not be written to the control block: the guest may
-    /// wait for what it never hears of.  Owe it a wake-all instead.
-    fn block_lost(&self) {
-        let mut s = self.state.lock();
-        if s.ctrl.enabled() {
+    /// wait for what it never hears of.  Owe it a wake-all instead.  If
+    /// the memslots already say the block is guest RAM again (they changed
+    /// after the access failed, and after their hook looked), ask for
+    /// delivery once more.
+    fn block_lost(&self, vcpu: &Vcpu) {
+        let block = {
+            let mut s = self.state.lock();
+            if !s.ctrl.enabled() {
+                return;
+            }
             s.owe_wake_all();
+            if s.lost_retried {
+                return;
+            }
+            s.ctrl.block()
+        };
+        if vcpu.is_ram(block, ctrl::BLOCK_SIZE) {
+            self.state.lock().lost_retried = true;
+            vcpu.request_ready();
         }
     }
 
@@ -217,9 +244,17 @@ impl VcpuApf {
         write: bool,
         over_high: u32,
     ) -> Outcome {
-        let ctrl = self.state.lock().ctrl;
+        let (ctrl, wake_all) = {
+            let s = self.state.lock();
+            (s.ctrl, s.wake_all)
+        };
         if !ctrl.enabled() {
             return Outcome::Disabled;
+        }
+        // A token handed out now could be taken for one of the host the
+        // VM was saved on, which the owed wake-all is to settle first.
+        if wake_all {
+            return Outcome::Busy;
         }
         let block = ctrl.block();
 
@@ -228,7 +263,7 @@ impl VcpuApf {
             Ok(0) => {}
             Ok(_) => return Outcome::Busy,
             Err(_) => {
-                self.block_lost();
+                self.block_lost(vcpu);
                 return Outcome::Error;
             }
         }
@@ -269,7 +304,7 @@ impl VcpuApf {
             Ok(_) => {
                 // The block went away between the reads and the writes.
                 self.state.lock().pending.cancel(token);
-                self.block_lost();
+                self.block_lost(vcpu);
                 Outcome::Error
             }
             Err(_) => {
@@ -327,12 +362,12 @@ impl VcpuApf {
             Ok(0) => {}
             Ok(_) => {
                 if vcpu.write_u32(block + BLOCK_MORE, 1).is_err() {
-                    self.block_lost();
+                    self.block_lost(vcpu);
                 }
                 return 0;
             }
             Err(_) => {
-                self.block_lost();
+                self.block_lost(vcpu);
                 return 0;
             }
         }
@@ -341,7 +376,7 @@ impl VcpuApf {
         if vcpu.write_u32(block + BLOCK_MORE, u32::from(more)).is_err()
             || vcpu.write_u32(block + BLOCK_READY, signal.token()).is_err()
         {
-            self.block_lost();
+            self.block_lost(vcpu);
             return 0;
         }
 
@@ -362,6 +397,7 @@ impl VcpuApf {
         }
 
         let mut s = self.state.lock();
+        s.lost_retried = false;
         match signal {
             Signal::WakeAll if s.wake_all_seq == seq => s.wake_all = false,
             Signal::WakeAll => {}

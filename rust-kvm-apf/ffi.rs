@@ -170,15 +170,19 @@ pub unsafe extern "C" fn kvm_apf_deliver_ready(
 }
 
 /// The VMM changed the memslots; `block_is_ram` says whether the control
-/// block the register names is writable guest RAM now.
+/// block of register value `ctrl` is writable guest RAM now.
 ///
 /// # Safety
 ///
 /// `apf` must be valid as described in the module documentation.
 #[export]
-pub unsafe extern "C" fn kvm_apf_memslots_changed(apf: *const c_void, block_is_ram: bool) {
+pub unsafe extern "C" fn kvm_apf_memslots_changed(
+    apf: *const c_void,
+    ctrl: u64,
+    block_is_ram: bool,
+) {
     // SAFETY: The caller passes a valid `apf`.
-    unsafe { borrow(apf) }.memslots_changed(block_is_ram)
+    unsafe { borrow(apf) }.memslots_changed(ctrl, block_is_ram)
 }
 
 /// The guest wrote `SYS_ASYNC_PF_ACK_EL1`.

@@ -19,6 +19,7 @@ image=$BUILD/linux/arch/arm64/boot/Image
 
 # Debian's arm64 userspace, fetched once per pinned version set.
 pkgs="qemu-system-arm=$L1_QEMU_VERSION,busybox-static=$L1_BUSYBOX_VERSION"
+pkgs="$pkgs,qemu-efi-aarch64=$L1_EFI_VERSION"
 key=$(printf %s "$pkgs" | md5sum | cut -c1-8)
 base=$CACHE/dl/l1-userspace-$key.tar
 if [ ! -f "$base" ]; then

@@ -12,3 +12,5 @@ MATPLOTLIB_VERSION=3.6.3-1+b1
 # The arm64 userspace of L1: Debian's QEMU to boot L2, and busybox.
 L1_QEMU_VERSION=1:7.2+dfsg-7+deb12u18+b3
 L1_BUSYBOX_VERSION=1:1.35.0-4+deb12u1+b1
+# UEFI firmware for an L2 that boots through UEFI with ACPI
+L1_EFI_VERSION=2022.11-6+deb12u2
