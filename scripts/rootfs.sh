@@ -58,6 +58,9 @@ cpio_from "$work/l2" /dev/stdout | gzip -1 >"$BUILD/l2.cpio.gz"
 
 say "L1 initramfs"
 tar -xf "$base" -C "$work/l1"
+# L2's UEFI boot needs QEMU_EFI.fd only; the 64 MiB flash images beside it
+# would double L1's initramfs, which lives in its RAM.
+rm -rf "$work/l1/usr/share/AAVMF"
 mkdir -p "$work/l1"/{dev,proc,sys,tmp,run,boot,etc/apf}
 install -m 755 "$top/scripts/l1-init" "$work/l1/init"
 install -m 755 "$top/scripts/run-l2" "$work/l1/bin/run-l2"
