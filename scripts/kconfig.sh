@@ -19,14 +19,28 @@ mkdir -p "$build" "$gen"
 	"$gen/.config" "${@/#/$top/}" >/dev/null)
 "${kmake[@]}" olddefconfig >/dev/null
 
+# later FRAG OPT: whether a fragment after FRAG sets or unsets OPT, which
+# then overrides FRAG's setting (rt.config turns off what PREEMPT_RT
+# cannot have).
+later() {
+	local f seen=0
+	for f in "${frags[@]}"; do
+		[ $seen = 1 ] && grep -qE "^(# )?$2[= ]" "$top/$f" && return 0
+		[ "$f" = "$1" ] && seen=1
+	done
+	return 1
+}
+
+frags=("$@")
 bad=0
 for frag in "$@"; do
 	while IFS= read -r line; do
+		opt=${line#\# }; opt=${opt%%[= ]*}
+		case "$opt" in CONFIG_*) ! later "$frag" "$opt" || continue ;; esac
 		case "$line" in
 		CONFIG_*=*) grep -qxF "$line" "$gen/.config" || {
 			echo "kconfig: $frag: '$line' did not stick" >&2; bad=1; } ;;
 		"# CONFIG_"*" is not set")
-			opt=${line#\# }; opt=${opt%% *}
 			! grep -q "^$opt=" "$gen/.config" || {
 				echo "kconfig: $frag: '$opt' is still set" >&2; bad=1; } ;;
 		esac
