@@ -300,7 +300,12 @@ pub(crate) fn on_one_cpu(cpu: CpuId, f: fn(&Guest)) {
     // CPU makes it fail without running anything, which is no loss: the
     // CPU's waiters were woken when it went down.
     unsafe {
-        bindings::smp_call_function_single(cpu.as_u32() as c_int, Some(on_cpu), f as *mut c_void, true)
+        bindings::smp_call_function_single(
+            cpu.as_u32() as c_int,
+            Some(on_cpu),
+            f as *mut c_void,
+            true,
+        )
     };
 }
 
