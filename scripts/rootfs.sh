@@ -77,8 +77,6 @@ install -m 644 "$top/scripts/kernel-reports" "$work/l1/usr/lib/apf/kernel-report
 install -m 644 "$module" "$work/l1/lib/modules/"
 "${cc[@]}" -shared -fPIC -o "$work/l1/usr/lib/apf/hide-apf.so" \
 	"$top/scripts/hide-apf.c" -ldl
-"${cc[@]}" -shared -fPIC -o "$work/l1/usr/lib/apf/drop-apf-restore.so" \
-	"$top/scripts/drop-apf-restore.c" -ldl
 install -m 644 "$top/scripts/tests.list" "$work/l1/etc/apf/tests.list"
 cp "$image" "$work/l1/boot/Image"
 cp "$BUILD/l2.cpio.gz" "$work/l1/boot/l2.cpio.gz"
