@@ -1331,8 +1331,16 @@ static void test_restore_wakes_all(void)
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_not_present), RESTORE_PAGES);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 1);
 
+	/*
+	 * What a destination does: a fresh vCPU's register is 0 until the
+	 * VMM restores it.  Writing back the value it has is a no-op, as a
+	 * VMM does after it merely looked at the registers.
+	 */
 	val = vcpu_get_reg(vcpu, APF_REG);
 	TEST_ASSERT_EQ(val, block_gpa | KVM_ARM_APF_CTRL_ENABLE | KVM_ARM_APF_CTRL_EL1);
+	vcpu_set_reg(vcpu, APF_REG, val);
+	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 1);
+	vcpu_set_reg(vcpu, APF_REG, 0);
 	vcpu_set_reg(vcpu, APF_REG, val);
 	run_to(vcpu, STAGE_RESTORED);
 	TEST_ASSERT_EQ(vcpu_get_stat(vcpu, apf_wake_all), 2);
