@@ -859,10 +859,24 @@ static void guest_ppi_taken(void)
 	GUEST_DONE();
 }
 
+/* A VM with one vCPU without EL2 and with a PMU, not yet initialised. */
+static struct kvm_vm *create_pmu_vm(struct kvm_vcpu **vcpu, void *code)
+{
+	struct kvm_vcpu_init init;
+	struct kvm_vm *vm;
+
+	vm = vm_create(1);
+	kvm_get_default_vcpu_target(vm, &init);
+	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
+	init.features[0] |= BIT(KVM_ARM_VCPU_PMU_V3);
+	*vcpu = aarch64_vcpu_add(vm, 0, &init, code);
+	kvm_arch_vm_finalize_vcpus(vm);
+	return vm;
+}
+
 /* A VMM that gives PAGE_READY's PPI to a PMU: discovery fails. */
 static void test_ppi_taken(void)
 {
-	struct kvm_vcpu_init init;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int irq = ready_intid;
@@ -872,12 +886,7 @@ static void test_ppi_taken(void)
 		return;
 	}
 
-	vm = vm_create(1);
-	kvm_get_default_vcpu_target(vm, &init);
-	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
-	init.features[0] |= BIT(KVM_ARM_VCPU_PMU_V3);
-	vcpu = aarch64_vcpu_add(vm, 0, &init, guest_ppi_taken);
-	kvm_arch_vm_finalize_vcpus(vm);
+	vm = create_pmu_vm(&vcpu, guest_ppi_taken);
 	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
 			     KVM_ARM_VCPU_PMU_V3_IRQ, &irq);
 	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
@@ -941,7 +950,6 @@ static void test_ready_intid(void)
 /* A PMU given the PPI the VMM chose for PAGE_READY fails the first run. */
 static void test_ready_intid_pmu(void)
 {
-	struct kvm_vcpu_init init;
 	struct kvm_vcpu *vcpu;
 	struct kvm_vm *vm;
 	int irq = 22;
@@ -951,12 +959,7 @@ static void test_ready_intid_pmu(void)
 		return;
 	}
 
-	vm = vm_create(1);
-	kvm_get_default_vcpu_target(vm, &init);
-	init.features[0] &= ~BIT(KVM_ARM_VCPU_HAS_EL2);
-	init.features[0] |= BIT(KVM_ARM_VCPU_PMU_V3);
-	vcpu = aarch64_vcpu_add(vm, 0, &init, guest_ready_intid);
-	kvm_arch_vm_finalize_vcpus(vm);
+	vm = create_pmu_vm(&vcpu, guest_ready_intid);
 	TEST_ASSERT_EQ(set_ready_intid(vcpu, irq), 0);
 	vcpu_device_attr_set(vcpu, KVM_ARM_VCPU_PMU_V3_CTRL,
 			     KVM_ARM_VCPU_PMU_V3_IRQ, &irq);
