@@ -43,12 +43,15 @@ pub(crate) fn ack_ready() {
     unsafe { core::arch::asm!("msr s3_0_c15_c0_1, xzr", options(nostack)) };
 }
 
-/// Waits in the low-power state until an interrupt is pending.  With
-/// interrupts masked it returns without taking the interrupt.
+/// Waits in the low-power state until an interrupt is pending; called with
+/// interrupts masked, it returns without taking the interrupt.  Masked by
+/// the GIC's priority mask (pseudo-NMIs), an interrupt would not wake a
+/// bare WFI: cpu_do_idle() masks it with PSTATE.I instead for the wait.
 pub(crate) fn wait_for_interrupt() {
-    // SAFETY: WFI only suspends the CPU until an interrupt is pending, or
-    // less; the DSB completes memory accesses first, as cpu_do_idle() does.
-    unsafe { core::arch::asm!("dsb sy", "wfi", options(nostack)) };
+    // SAFETY: cpu_do_idle() only changes the interrupt masks for the
+    // duration of one WFI and puts them back as they were: it may be
+    // called in any context that runs with interrupts masked.
+    unsafe { bindings::cpu_do_idle() };
 }
 
 /// The physical address of a kmalloc'ed object.
@@ -285,11 +288,28 @@ extern "C" fn cpu_offline(cpu: c_uint) -> c_int {
 }
 
 extern "C" fn on_cpu(info: *mut c_void) {
-    // SAFETY: `on_each_cpu` passes a `fn(&Guest)` as `info`.
+    // SAFETY: `on_each_cpu` and `on_one_cpu` pass a `fn(&Guest)` as `info`.
     let f: fn(&Guest) = unsafe { core::mem::transmute(info) };
     if let Some(g) = guest() {
         f(g);
     }
+}
+
+/// Runs `f` on CPU `cpu`, interrupts off, and waits for it; nothing if the
+/// CPU is offline.
+pub(crate) fn on_one_cpu(cpu: CpuId, f: fn(&Guest)) {
+    // SAFETY: `on_cpu` turns `info` back into `f`, a function pointer that
+    // is valid forever; the call waits until the CPU ran it.  An offline
+    // CPU makes it fail without running anything, which is no loss: the
+    // CPU's waiters were woken when it went down.
+    unsafe {
+        bindings::smp_call_function_single(
+            cpu.as_u32() as c_int,
+            Some(on_cpu),
+            f as *mut c_void,
+            true,
+        )
+    };
 }
 
 /// Runs `f` on every online CPU, interrupts off, and waits for it.

@@ -9,7 +9,7 @@ use kernel::cpu::{nr_cpu_ids, CpuId};
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::{new_raw_spinlock_irq, Completion, RawSpinLockIrq};
-use kernel::time::{delay::fsleep, Delta};
+use kernel::time::{delay::fsleep, msecs_to_jiffies, Delta};
 
 use crate::arch::{self, Ppi};
 use crate::block::Block;
@@ -17,6 +17,10 @@ use crate::waiters::{Parked, Ready, Stats, Waiters, SLOTS};
 
 /// How long unloading waits for the PAGE_READY signals the host owes.
 const DRAIN_MS: i64 = 10_000;
+
+/// How long a waiter sleeps before it checks that the host still has its
+/// CPU's control block.
+const FORGOTTEN_CHECK_MS: u32 = 1000;
 
 /// One CPU.
 ///
@@ -110,17 +114,23 @@ impl Guest {
         self.cpus.get(cpu.as_u32() as usize)
     }
 
+    /// The register value that hands CPU `pc`'s control block to the host.
+    fn ctrl_of(&self, pc: &Pin<KBox<PerCpu>>) -> u64 {
+        let block = arch::phys_addr(pc) + core::mem::offset_of!(PerCpu, block) as u64;
+        let mut ctrl = block | bindings::KVM_ARM_APF_CTRL_ENABLE;
+        if self.el1 {
+            ctrl |= bindings::KVM_ARM_APF_CTRL_EL1;
+        }
+        ctrl
+    }
+
     /// CPU hotplug brought `cpu` up; this runs on it.
     pub(crate) fn cpu_online(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
         pc.block.reset();
         pc.waiters.lock().enable();
         self.ppi.enable_here();
-        let block = arch::phys_addr(pc) + core::mem::offset_of!(PerCpu, block) as u64;
-        let mut ctrl = block | bindings::KVM_ARM_APF_CTRL_ENABLE;
-        if self.el1 {
-            ctrl |= bindings::KVM_ARM_APF_CTRL_EL1;
-        }
+        let ctrl = self.ctrl_of(pc);
         arch::write_ctrl(ctrl);
         if arch::read_ctrl() != ctrl {
             pr_warn!("CPU{}: the host refused the control block\n", cpu.as_u32());
@@ -139,6 +149,23 @@ impl Guest {
         self.ppi.disable_here();
         let woken = pc.waiters.lock().disable();
         pc.wake(woken);
+    }
+
+    /// Whether the host still has this CPU's control block; runs on the
+    /// CPU.  A VMM that restored the vCPU without its register (the value
+    /// reads 0) leaves the CPU's waiters with nothing to wake them: they
+    /// are woken, and the CPU registers its block again.
+    pub(crate) fn check_registered(&self) {
+        let Some(pc) = self.cpu(CpuId::current()) else {
+            return;
+        };
+        let mut w = pc.waiters.lock();
+        if !w.enabled() || arch::read_ctrl() != 0 {
+            return;
+        }
+        pc.wake(w.host_forgot());
+        pc.block.reset();
+        arch::write_ctrl(self.ctrl_of(pc));
     }
 
     /// Turns the feature off on every online CPU (reboot, kexec).
@@ -178,9 +205,12 @@ impl Guest {
         };
         if may_sleep {
             // The slot's completion is completed exactly once, when the
-            // slot is marked woken, and this is its only waiter.
+            // slot is marked woken, and this is its only waiter.  A long
+            // silence has the CPU make sure the host still knows it.
             drop(w);
-            pc.wake[slot].wait_for_completion();
+            while !pc.wake[slot].wait_for_completion_timeout(msecs_to_jiffies(FORGOTTEN_CHECK_MS)) {
+                arch::on_one_cpu(cpu, Self::check_registered);
+            }
             w = pc.waiters.lock();
         } else {
             while !w.woken(slot) {
@@ -189,11 +219,17 @@ impl Guest {
                 if CpuId::current() == cpu && pc.take_ready(&mut w) {
                     continue;
                 }
+                if CpuId::current() == cpu && w.enabled() && arch::read_ctrl() == 0 {
+                    pc.wake(w.host_forgot());
+                    pc.block.reset();
+                    arch::write_ctrl(self.ctrl_of(pc));
+                    continue;
+                }
                 // Interrupts are off under the lock, by PSTATE.I or, with
-                // pseudo-NMIs, by the priority mask, which keeps WFI from
-                // seeing the PPI.  The host does not rely on it: a vCPU
-                // that owes a PAGE_READY leaves WFI once it is written to
-                // the block, which the loop reads itself.
+                // pseudo-NMIs, by the priority mask.  The PPI raised with
+                // a PAGE_READY wakes the wait either way, also when it came
+                // between the check above and the WFI; the loop then reads
+                // the block itself.
                 arch::wait_for_interrupt();
                 drop(w);
                 w = pc.waiters.lock();
@@ -242,14 +278,14 @@ impl Guest {
             f,
             "cpu enabled not_present ready sleeps lowpower_waits sleepers \
              ready_first spurious overflow woken_by_disable acks wake_alls \
-             woken_by_wake_all"
+             woken_by_wake_all host_forgot"
         )?;
         for (cpu, pc) in self.cpus.iter().enumerate() {
             let w = pc.waiters.lock();
             let s = w.stats();
             writeln!(
                 f,
-                "{} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
                 cpu,
                 u8::from(w.enabled()),
                 s.not_present,
@@ -263,7 +299,8 @@ impl Guest {
                 s.woken_by_disable,
                 s.acks,
                 s.wake_alls,
-                s.woken_by_wake_all
+                s.woken_by_wake_all,
+                s.host_forgot
             )?;
         }
         Ok(())

@@ -73,7 +73,7 @@ impl Drop for Running {
         let drained = self.state.drain();
         let t = self.state.totals();
         pr_info!(
-            "disabled{}: {} PAGE_NOT_PRESENT, {} PAGE_READY, {} sleeps, {} low-power waits, {} woken by disable, {} wake-all, {} woken by wake-all\n",
+            "disabled{}: {} PAGE_NOT_PRESENT, {} PAGE_READY, {} sleeps, {} low-power waits, {} woken by disable, {} wake-all, {} woken by wake-all, {} times the host forgot\n",
             if drained { "" } else { " before the host delivered every PAGE_READY" },
             t.not_present,
             t.ready,
@@ -81,7 +81,8 @@ impl Drop for Running {
             t.lowpower_waits,
             t.woken_by_disable,
             t.wake_alls,
-            t.woken_by_wake_all
+            t.woken_by_wake_all,
+            t.host_forgot
         );
     }
 }

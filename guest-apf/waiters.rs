@@ -52,6 +52,9 @@ pub(crate) struct Stats {
     pub(crate) wake_alls: u64,
     /// Waiters woken by a wake-all.
     pub(crate) woken_by_wake_all: u64,
+    /// Times the host was found to have forgotten the control block: the
+    /// VMM restored the vCPU without its register.
+    pub(crate) host_forgot: u64,
 }
 
 /// What a PAGE_NOT_PRESENT abort comes to.
@@ -78,6 +81,7 @@ impl core::ops::AddAssign for Stats {
         self.woken_by_disable += o.woken_by_disable;
         self.wake_alls += o.wake_alls;
         self.woken_by_wake_all += o.woken_by_wake_all;
+        self.host_forgot += o.host_forgot;
     }
 }
 
@@ -130,6 +134,7 @@ impl Waiters {
                 woken_by_disable: 0,
                 wake_alls: 0,
                 woken_by_wake_all: 0,
+                host_forgot: 0,
             },
         }
     }
@@ -149,6 +154,18 @@ impl Waiters {
         self.enabled = false;
         let (sleeping, woken) = self.wake_every_waiter();
         self.stats.woken_by_disable += woken;
+        sleeping
+    }
+
+    /// The host no longer has this CPU's control block: nothing it owed
+    /// will come.  Wakes every waiter, as a wake-all does, before the CPU
+    /// registers again.  Returns the slots of those that sleep, as a
+    /// bitmap.
+    pub(crate) fn host_forgot(&mut self) -> u64 {
+        self.stats.host_forgot += 1;
+        self.owed = 0;
+        let (sleeping, woken) = self.wake_every_waiter();
+        self.stats.woken_by_wake_all += woken;
         sleeping
     }
 

@@ -108,11 +108,34 @@ l2_mark() {
 	start=$(l2_uptime)
 }
 
-# l2_wait_done PID LOG: until L2 said it is done, or its QEMU (PID) exited.
+# l2_wait_done PID LOG: until L2 said it is done, or its QEMU (PID)
+# exited, or L2_DONE_SECS (default 600, times the scale) passed: then it
+# says where its vCPUs were (l2_where, as TAP comments) and status is 1.
 l2_wait_done() {
+	i=0
 	while kill -0 "$1" 2>/dev/null && ! grep -q '@@L2 done@@' "$2"; do
+		if [ $i -ge $((${L2_DONE_SECS:-600} * scale)) ]; then
+			l2_where | sed "s,^,# $(basename "$2" .log): ,"
+			return 1
+		fi
 		sleep 1
+		i=$((i + 1))
 	done
+}
+
+# l2_where: a guest that never finished, seen from L1: the guest PCs of
+# KVM's exits for 2 s (kvm_exit events; a vCPU stuck in the guest still
+# exits on L1's timer tick), to look up in the L2 kernel's System.map.
+l2_where() {
+	t=/sys/kernel/tracing
+	[ -d $t/events ] || mount -t tracefs nodev $t 2>/dev/null
+	echo "@@L2 timed out@@ KVM exits of its vCPUs:"
+	[ -w $t/events/kvm/kvm_exit/enable ] || { echo "(no kvm_exit event)"; return; }
+	echo >$t/trace
+	echo 1 >$t/events/kvm/kvm_exit/enable
+	sleep 2
+	echo 0 >$t/events/kvm/kvm_exit/enable
+	grep -o 'kvm_exit: .*' $t/trace | sort | uniq -c | sort -rn | head -n 20
 }
 
 # l2_vm PID: KVM's stats of the VM that QEMU PID runs, its vCPU threads'

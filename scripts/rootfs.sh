@@ -75,8 +75,10 @@ mkdir -p "$work/l1/lib/modules" "$work/l1/usr/lib/apf"
 install -m 644 "$top/scripts/l2-lib.sh" "$work/l1/usr/lib/apf/l2-lib.sh"
 install -m 644 "$top/scripts/kernel-reports" "$work/l1/usr/lib/apf/kernel-reports"
 install -m 644 "$module" "$work/l1/lib/modules/"
-"${cc[@]}" -shared -fPIC -o "$work/l1/usr/lib/apf/hide-apf.so" \
-	"$top/scripts/hide-apf.c" -ldl
+for so in hide-apf forget-apf; do
+	"${cc[@]}" -shared -fPIC -o "$work/l1/usr/lib/apf/$so.so" \
+		"$top/scripts/$so.c" -ldl
+done
 install -m 644 "$top/scripts/tests.list" "$work/l1/etc/apf/tests.list"
 cp "$image" "$work/l1/boot/Image"
 cp "$BUILD/l2.cpio.gz" "$work/l1/boot/l2.cpio.gz"
