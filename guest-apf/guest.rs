@@ -128,10 +128,15 @@ impl Guest {
     pub(crate) fn cpu_online(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
         pc.block.reset();
-        pc.waiters.lock().enable();
         self.ppi.enable_here();
         let ctrl = self.ctrl_of(pc);
-        arch::write_ctrl(ctrl);
+        // The register and the waiters' state change together, under the
+        // lock, which check_registered() takes too.
+        {
+            let mut w = pc.waiters.lock();
+            w.enable();
+            arch::write_ctrl(ctrl);
+        }
         if arch::read_ctrl() != ctrl {
             pr_warn!("CPU{}: the host refused the control block\n", cpu.as_u32());
             self.cpu_offline(cpu);
@@ -145,9 +150,12 @@ impl Guest {
     /// now resolves synchronously.
     pub(crate) fn cpu_offline(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
-        arch::write_ctrl(0);
+        let woken = {
+            let mut w = pc.waiters.lock();
+            arch::write_ctrl(0);
+            w.disable()
+        };
         self.ppi.disable_here();
-        let woken = pc.waiters.lock().disable();
         pc.wake(woken);
     }
 
@@ -160,12 +168,27 @@ impl Guest {
             return;
         };
         let mut w = pc.waiters.lock();
-        if !w.enabled() || arch::read_ctrl() != 0 {
-            return;
+        if w.enabled() && arch::read_ctrl() == 0 {
+            self.register_again(pc, &mut w);
         }
+    }
+
+    /// The host forgot CPU `pc`'s control block while the CPU takes
+    /// signals: wakes its waiters, as a wake-all does, and registers the
+    /// block again, fenced if the CPU drains.  Runs on the CPU, with its
+    /// waiter lock held, so that no enable or disable runs in between.
+    fn register_again(&self, pc: &Pin<KBox<PerCpu>>, w: &mut Waiters) {
         pc.wake(w.host_forgot());
         pc.block.reset();
-        arch::write_ctrl(self.ctrl_of(pc));
+        if w.draining() {
+            pc.block.fence();
+        }
+        let ctrl = self.ctrl_of(pc);
+        arch::write_ctrl(ctrl);
+        if arch::read_ctrl() != ctrl {
+            pr_warn!("a CPU's control block was refused on registering again\n");
+            pc.wake(w.disable());
+        }
     }
 
     /// Turns the feature off on every online CPU (reboot, kexec).
@@ -220,9 +243,7 @@ impl Guest {
                     continue;
                 }
                 if CpuId::current() == cpu && w.enabled() && arch::read_ctrl() == 0 {
-                    pc.wake(w.host_forgot());
-                    pc.block.reset();
-                    arch::write_ctrl(self.ctrl_of(pc));
+                    self.register_again(pc, &mut w);
                     continue;
                 }
                 // Interrupts are off under the lock, by PSTATE.I or, with

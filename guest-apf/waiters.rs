@@ -190,6 +190,11 @@ impl Waiters {
         self.enabled
     }
 
+    /// Whether new PAGE_NOT_PRESENT signals are stopped (`drain`).
+    pub(crate) fn draining(&self) -> bool {
+        self.draining
+    }
+
     /// Stops new PAGE_NOT_PRESENT signals; PAGE_READY still comes.
     pub(crate) fn drain(&mut self, block: &Block) {
         self.draining = true;
