@@ -16,6 +16,7 @@ use kernel::error::{to_result, Result};
 use kernel::ffi::{c_int, c_uint, c_ulong, c_void};
 use kernel::prelude::*;
 use kernel::sync::atomic::{Acquire, Atomic, Release};
+use kernel::sync::ArcBorrow;
 use kernel::types::Opaque;
 
 use crate::guest::Guest;
@@ -54,10 +55,10 @@ pub(crate) fn wait_for_interrupt() {
     unsafe { bindings::cpu_do_idle() };
 }
 
-/// The physical address of a kmalloc'ed object.
-pub(crate) fn phys_addr<T>(obj: &Pin<KBox<T>>) -> u64 {
-    let ptr: *const T = &**obj;
-    // SAFETY: `KBox` memory comes from kmalloc, which is in the linear
+/// The physical address of a reference-counted object.
+pub(crate) fn phys_addr<T>(obj: ArcBorrow<'_, T>) -> u64 {
+    let ptr: *const T = &*obj;
+    // SAFETY: `Arc` memory comes from kmalloc, which is in the linear
     // map, where virt_to_phys() is defined.
     unsafe { bindings::virt_to_phys(ptr.cast_mut().cast()) }
 }
@@ -288,28 +289,11 @@ extern "C" fn cpu_offline(cpu: c_uint) -> c_int {
 }
 
 extern "C" fn on_cpu(info: *mut c_void) {
-    // SAFETY: `on_each_cpu` and `on_one_cpu` pass a `fn(&Guest)` as `info`.
+    // SAFETY: `on_each_cpu` passes a `fn(&Guest)` as `info`.
     let f: fn(&Guest) = unsafe { core::mem::transmute(info) };
     if let Some(g) = guest() {
         f(g);
     }
-}
-
-/// Runs `f` on CPU `cpu`, interrupts off, and waits for it; nothing if the
-/// CPU is offline.
-pub(crate) fn on_one_cpu(cpu: CpuId, f: fn(&Guest)) {
-    // SAFETY: `on_cpu` turns `info` back into `f`, a function pointer that
-    // is valid forever; the call waits until the CPU ran it.  An offline
-    // CPU makes it fail without running anything, which is no loss: the
-    // CPU's waiters were woken when it went down.
-    unsafe {
-        bindings::smp_call_function_single(
-            cpu.as_u32() as c_int,
-            Some(on_cpu),
-            f as *mut c_void,
-            true,
-        )
-    };
 }
 
 /// Runs `f` on every online CPU, interrupts off, and waits for it.

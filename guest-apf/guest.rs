@@ -8,8 +8,14 @@ use kernel::bindings;
 use kernel::cpu::{nr_cpu_ids, CpuId};
 use kernel::prelude::*;
 use kernel::sync::atomic::{Atomic, Relaxed};
-use kernel::sync::{new_raw_spinlock_irq, Completion, RawSpinLockIrq};
-use kernel::time::{delay::fsleep, msecs_to_jiffies, Delta};
+use kernel::sync::{
+    new_mutex, new_raw_spinlock_irq, Arc, ArcBorrow, Completion, Mutex, RawSpinLockIrq,
+};
+use kernel::time::hrtimer::{
+    ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer,
+    HrTimerRestart, RelativePinnedHardMode,
+};
+use kernel::time::{delay::fsleep, Delta, Monotonic};
 
 use crate::arch::{self, Ppi};
 use crate::block::Block;
@@ -18,9 +24,9 @@ use crate::waiters::{Parked, Ready, Stats, Waiters, SLOTS};
 /// How long unloading waits for the PAGE_READY signals the host owes.
 const DRAIN_MS: i64 = 10_000;
 
-/// How long a waiter sleeps before it checks that the host still has its
-/// CPU's control block.
-const FORGOTTEN_CHECK_MS: u32 = 1000;
+/// How often a CPU that takes signals checks that the host still has its
+/// control block.
+const CHECK_PERIOD_S: i64 = 10;
 
 /// One CPU.
 ///
@@ -37,15 +43,86 @@ pub(crate) struct PerCpu {
     /// One per slot, completed once for each sleeper woken in it.
     #[pin]
     wake: [Completion; SLOTS],
+    /// Fires every `CHECK_PERIOD_S` on this CPU while it takes signals.
+    #[pin]
+    check: HrTimer<Self>,
+    cpu: CpuId,
+    /// Whether faults taken in the kernel are signalled too.
+    el1: bool,
+}
+
+kernel::impl_has_hr_timer! {
+    impl HasHrTimer<Self> for PerCpu {
+        mode: RelativePinnedHardMode<Monotonic>,
+        field: self.check
+    }
+}
+
+impl HrTimerCallback for PerCpu {
+    type Pointer<'a> = Arc<Self>;
+
+    /// Runs in hard interrupt context.  A timer of a CPU that went down
+    /// moves to another CPU: it stops there, and starts again when its
+    /// CPU comes up.
+    fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        if CpuId::current() != this.cpu || !this.check_registered() {
+            return HrTimerRestart::NoRestart;
+        }
+        ctx.forward_now(Delta::from_secs(CHECK_PERIOD_S));
+        HrTimerRestart::Restart
+    }
 }
 
 impl PerCpu {
-    fn new() -> impl PinInit<Self> {
+    fn new(cpu: CpuId, el1: bool) -> impl PinInit<Self> {
         pin_init!(Self {
             block: Block::new(),
             waiters <- new_raw_spinlock_irq!(Waiters::new(), "kvm_apf_guest::waiters"),
             wake <- pin_init::pin_init_array_from_fn(|_| Completion::new()),
+            check <- HrTimer::new(),
+            cpu,
+            el1,
         })
+    }
+
+    /// The register value that hands this CPU's control block to the host.
+    fn ctrl(self: ArcBorrow<'_, Self>) -> u64 {
+        let block = arch::phys_addr(self) + core::mem::offset_of!(PerCpu, block) as u64;
+        let mut ctrl = block | bindings::KVM_ARM_APF_CTRL_ENABLE;
+        if self.el1 {
+            ctrl |= bindings::KVM_ARM_APF_CTRL_EL1;
+        }
+        ctrl
+    }
+
+    /// Whether the host still has this CPU's control block; runs on the
+    /// CPU.  A VMM that restored the vCPU without its register (it reads
+    /// 0) leaves the CPU's waiters with nothing to wake them: they are
+    /// woken, as a wake-all does, and the block is registered again,
+    /// fenced if the CPU drains.  The register changes under the waiter
+    /// lock, as in enable and disable, so that no check registers again a
+    /// CPU going down.  Returns whether the CPU still takes signals.
+    fn check_registered(self: ArcBorrow<'_, Self>) -> bool {
+        let mut w = self.waiters.lock();
+        if !w.enabled() || arch::read_ctrl() != 0 {
+            return w.enabled();
+        }
+        self.wake(w.host_forgot());
+        self.block.reset();
+        if w.draining() {
+            self.block.fence();
+        }
+        let ctrl = self.ctrl();
+        arch::write_ctrl(ctrl);
+        if arch::read_ctrl() != ctrl {
+            pr_warn!(
+                "CPU{}: the host refused the control block again\n",
+                self.cpu.as_u32()
+            );
+            self.wake(w.disable());
+            return false;
+        }
+        true
     }
 
     /// Consumes a PAGE_READY, if the block holds one, acknowledges it if
@@ -76,13 +153,18 @@ impl PerCpu {
     }
 }
 
+/// The handle of each CPU's check, by CPU number: dropping one cancels
+/// the timer and waits for its callback.
+type Checks = KVec<Option<ArcHrTimerHandle<PerCpu>>>;
+
 /// Everything the module runs on.
 pub(crate) struct Guest {
     // Declared first so that it is dropped first: freeing the interrupt
     // waits for running handlers, which use the CPUs' state.
     ppi: Ppi,
-    cpus: KVec<Pin<KBox<PerCpu>>>,
-    el1: bool,
+    cpus: KVec<Arc<PerCpu>>,
+    /// Each CPU's check, started when it comes up.
+    checks: Pin<KBox<Mutex<Checks>>>,
     /// Whether any CPU ever took signals: an abort may then be the host's
     /// even on a CPU that takes none (yet), its task having moved there.
     ever_enabled: Atomic<bool>,
@@ -92,15 +174,20 @@ impl Guest {
     /// State for every possible CPU, signalled on PPI `intid`; `el1` asks
     /// for faults taken in the kernel too.
     pub(crate) fn new(intid: u32, el1: bool) -> Result<Self> {
-        let n = nr_cpu_ids() as usize;
-        let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
-        for _ in 0..n {
-            cpus.push(KBox::pin_init(PerCpu::new(), GFP_KERNEL)?, GFP_KERNEL)?;
+        let n = nr_cpu_ids();
+        let mut cpus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        let mut checks = KVec::with_capacity(n as usize, GFP_KERNEL)?;
+        for cpu in (0..n).filter_map(CpuId::from_u32) {
+            cpus.push(
+                Arc::pin_init(PerCpu::new(cpu, el1), GFP_KERNEL)?,
+                GFP_KERNEL,
+            )?;
+            checks.push(None, GFP_KERNEL)?;
         }
         Ok(Self {
             ppi: Ppi::request(intid)?,
             cpus,
-            el1,
+            checks: KBox::pin_init(new_mutex!(checks, "kvm_apf_guest::checks"), GFP_KERNEL)?,
             ever_enabled: Atomic::new(false),
         })
     }
@@ -110,28 +197,19 @@ impl Guest {
         self.ppi.firmware()
     }
 
-    fn cpu(&self, cpu: CpuId) -> Option<&Pin<KBox<PerCpu>>> {
+    fn cpu(&self, cpu: CpuId) -> Option<&Arc<PerCpu>> {
         self.cpus.get(cpu.as_u32() as usize)
     }
 
-    /// The register value that hands CPU `pc`'s control block to the host.
-    fn ctrl_of(&self, pc: &Pin<KBox<PerCpu>>) -> u64 {
-        let block = arch::phys_addr(pc) + core::mem::offset_of!(PerCpu, block) as u64;
-        let mut ctrl = block | bindings::KVM_ARM_APF_CTRL_ENABLE;
-        if self.el1 {
-            ctrl |= bindings::KVM_ARM_APF_CTRL_EL1;
-        }
-        ctrl
-    }
-
-    /// CPU hotplug brought `cpu` up; this runs on it.
+    /// CPU hotplug brought `cpu` up; this runs on it, in a context that
+    /// may sleep.
     pub(crate) fn cpu_online(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
         pc.block.reset();
         self.ppi.enable_here();
-        let ctrl = self.ctrl_of(pc);
+        let ctrl = pc.as_arc_borrow().ctrl();
         // The register and the waiters' state change together, under the
-        // lock, which check_registered() takes too.
+        // lock, which the check takes too.
         {
             let mut w = pc.waiters.lock();
             w.enable();
@@ -143,11 +221,18 @@ impl Guest {
             return;
         }
         self.ever_enabled.store(true, Relaxed);
+        let mut checks = self.checks.lock();
+        if let Some(check) = checks.get_mut(cpu.as_u32() as usize) {
+            // Cancelled before it starts again: dropping a handle cancels
+            // the timer, whichever start it came from.
+            drop(check.take());
+            *check = Some(pc.clone().start(Delta::from_secs(CHECK_PERIOD_S)));
+        }
     }
 
     /// `cpu` stops taking signals (hotplug, unload, reboot); this runs on
     /// it.  Its waiters are woken and retry their access, which the host
-    /// now resolves synchronously.
+    /// now resolves synchronously.  Its check stops at its next expiry.
     pub(crate) fn cpu_offline(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
         let woken = {
@@ -157,38 +242,6 @@ impl Guest {
         };
         self.ppi.disable_here();
         pc.wake(woken);
-    }
-
-    /// Whether the host still has this CPU's control block; runs on the
-    /// CPU.  A VMM that restored the vCPU without its register (the value
-    /// reads 0) leaves the CPU's waiters with nothing to wake them: they
-    /// are woken, and the CPU registers its block again.
-    pub(crate) fn check_registered(&self) {
-        let Some(pc) = self.cpu(CpuId::current()) else {
-            return;
-        };
-        let mut w = pc.waiters.lock();
-        if w.enabled() && arch::read_ctrl() == 0 {
-            self.register_again(pc, &mut w);
-        }
-    }
-
-    /// The host forgot CPU `pc`'s control block while the CPU takes
-    /// signals: wakes its waiters, as a wake-all does, and registers the
-    /// block again, fenced if the CPU drains.  Runs on the CPU, with its
-    /// waiter lock held, so that no enable or disable runs in between.
-    fn register_again(&self, pc: &Pin<KBox<PerCpu>>, w: &mut Waiters) {
-        pc.wake(w.host_forgot());
-        pc.block.reset();
-        if w.draining() {
-            pc.block.fence();
-        }
-        let ctrl = self.ctrl_of(pc);
-        arch::write_ctrl(ctrl);
-        if arch::read_ctrl() != ctrl {
-            pr_warn!("a CPU's control block was refused on registering again\n");
-            pc.wake(w.disable());
-        }
     }
 
     /// Turns the feature off on every online CPU (reboot, kexec).
@@ -228,12 +281,9 @@ impl Guest {
         };
         if may_sleep {
             // The slot's completion is completed exactly once, when the
-            // slot is marked woken, and this is its only waiter.  A long
-            // silence has the CPU make sure the host still knows it.
+            // slot is marked woken, and this is its only waiter.
             drop(w);
-            while !pc.wake[slot].wait_for_completion_timeout(msecs_to_jiffies(FORGOTTEN_CHECK_MS)) {
-                arch::on_one_cpu(cpu, Self::check_registered);
-            }
+            pc.wake[slot].wait_for_completion();
             w = pc.waiters.lock();
         } else {
             while !w.woken(slot) {
@@ -242,15 +292,14 @@ impl Guest {
                 if CpuId::current() == cpu && pc.take_ready(&mut w) {
                     continue;
                 }
-                if CpuId::current() == cpu && w.enabled() && arch::read_ctrl() == 0 {
-                    self.register_again(pc, &mut w);
-                    continue;
-                }
                 // Interrupts are off under the lock, by PSTATE.I or, with
                 // pseudo-NMIs, by the priority mask.  The PPI raised with
                 // a PAGE_READY wakes the wait either way, also when it came
                 // between the check above and the WFI; the loop then reads
-                // the block itself.
+                // the block itself.  Other interrupts, the CPU's check of
+                // its registration among them, are taken between one look
+                // and the next: the host signals no fault taken with
+                // interrupts masked, so dropping the lock unmasks them.
                 arch::wait_for_interrupt();
                 drop(w);
                 w = pc.waiters.lock();

@@ -50,7 +50,8 @@ pub(crate) struct Stats {
     pub(crate) woken_by_disable: u64,
     /// Wake-all signals.
     pub(crate) wake_alls: u64,
-    /// Waiters woken by a wake-all.
+    /// Waiters woken by a wake-all, or because the host forgot the
+    /// control block.
     pub(crate) woken_by_wake_all: u64,
     /// Times the host was found to have forgotten the control block: the
     /// VMM restored the vCPU without its register.

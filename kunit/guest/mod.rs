@@ -160,6 +160,27 @@ mod waiters {
     }
 
     #[test]
+    fn a_host_that_forgot_owes_nothing() {
+        // The VMM restored the vCPU without its register: what the source
+        // owed will never come.
+        let (mut w, b) = (enabled(), Block::new());
+        let s1 = park(&mut w, &b, 1);
+        let s2 = park(&mut w, &b, 2);
+        assert_eq!(w.host_forgot(), (1 << s1) | (1 << s2));
+        assert!(w.woken(s1) && w.woken(s2));
+        assert!(w.enabled());
+        w.release(s1);
+        w.release(s2);
+        w.drain(&b);
+        assert!(w.drained(&b));
+        let st = w.stats();
+        assert_eq!(
+            (st.host_forgot, st.woken_by_wake_all, st.wake_alls),
+            (1, 2, 0)
+        );
+    }
+
+    #[test]
     fn disable_wakes_every_waiter() {
         let (mut w, b) = (enabled(), Block::new());
         let s1 = park(&mut w, &b, 1);
