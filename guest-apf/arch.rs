@@ -26,7 +26,9 @@ pub(crate) fn write_ctrl(val: u64) {
     // SAFETY: The register is trapped by the host, which either takes the
     // value or ignores it; writing it changes nothing in this kernel's
     // state.  Only `kvm_apf_guest` accesses it, and only when the host
-    // offered the feature, so the access does not UNDEF.
+    // offered the feature, so the access does not UNDEF, unless a VMM
+    // withdraws the feature from the running guest, which the ABI
+    // forbids: the access then UNDEFs, an oops like any other.
     unsafe { core::arch::asm!("msr s3_0_c15_c0_0, {}", in(reg) val, options(nostack)) };
 }
 

@@ -97,32 +97,39 @@ impl PerCpu {
 
     /// Whether the host still has this CPU's control block; runs on the
     /// CPU.  A VMM that restored the vCPU without its register (it reads
-    /// 0) leaves the CPU's waiters with nothing to wake them: they are
-    /// woken, as a wake-all does, and the block is registered again,
-    /// fenced if the CPU drains.  The register changes under the waiter
-    /// lock, as in enable and disable, so that no check registers again a
-    /// CPU going down.  Returns whether the CPU still takes signals.
+    /// 0), or a vCPU reset, leaves the CPU's waiters with nothing to wake
+    /// them; a register that holds another block (that of the kernel a
+    /// hibernated image was restored by) has the host write where this
+    /// kernel does not look.  Either way the waiters are woken, as a
+    /// wake-all does, and the block is registered again, fenced if the
+    /// CPU drains; the host owes a wake-all for that enable too, so waking
+    /// them here matters when it refuses the block.  The register changes
+    /// under the waiter lock, as in enable and disable, so that no check
+    /// registers again a CPU going down.  Returns whether the CPU still
+    /// takes signals.
     fn check_registered(self: ArcBorrow<'_, Self>) -> bool {
-        let mut w = self.waiters.lock();
-        if !w.enabled() || arch::read_ctrl() != 0 {
-            return w.enabled();
-        }
-        self.wake(w.host_forgot());
-        self.block.reset();
-        if w.draining() {
-            self.block.fence();
-        }
         let ctrl = self.ctrl();
-        arch::write_ctrl(ctrl);
-        if arch::read_ctrl() != ctrl {
-            pr_warn!(
-                "CPU{}: the host refused the control block again\n",
-                self.cpu.as_u32()
-            );
+        {
+            let mut w = self.waiters.lock();
+            if !w.enabled() || arch::read_ctrl() == ctrl {
+                return w.enabled();
+            }
+            self.wake(w.host_forgot());
+            self.block.reset();
+            if w.draining() {
+                self.block.fence();
+            }
+            arch::write_ctrl(ctrl);
+            if arch::read_ctrl() == ctrl {
+                return true;
+            }
             self.wake(w.disable());
-            return false;
         }
-        true
+        pr_warn!(
+            "CPU{}: the host refused the control block again\n",
+            self.cpu.as_u32()
+        );
+        false
     }
 
     /// Consumes a PAGE_READY, if the block holds one, acknowledges it if
@@ -288,8 +295,17 @@ impl Guest {
         } else {
             while !w.woken(slot) {
                 // Preemption may be on where sleeping is not allowed: only
-                // consume a signal on the CPU it was sent to.
-                if CpuId::current() == cpu && pc.take_ready(&mut w) {
+                // consume a signal on the CPU it was sent to.  Moved to
+                // another CPU, the context must not wait in WFI there with
+                // this CPU's lock held, which the PAGE_READY interrupt that
+                // ends the wait needs: it spins with the lock dropped.
+                if CpuId::current() != cpu {
+                    drop(w);
+                    core::hint::spin_loop();
+                    w = pc.waiters.lock();
+                    continue;
+                }
+                if pc.take_ready(&mut w) {
                     continue;
                 }
                 // Interrupts are off under the lock, by PSTATE.I or, with
