@@ -6,6 +6,7 @@
 #                under KVM inside it, show both reached userspace
 #   make test    everything from a clean clone: deps, build, boot, tests
 #   make bench   what asynchronous page faults buy a guest under pressure
+#   make bench-postcopy  ... and while QEMU migrates it with postcopy
 #   make test-debug  the tests on a kernel with lockdep, KASAN, kmemleak
 #   make test-rt     the tests on a PREEMPT_RT kernel with lockdep
 #   make soak    guests under a swap storm for 10 minutes
@@ -43,7 +44,7 @@ TESTS ?= $(shell awk '/^\# --- not in the default run/ { exit } \
 	!/^\#/ && NF { print $$1 }' scripts/tests.list)
 
 .PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
-	selftests rootfs test test-debug test-rt soak bench run shell clean
+	selftests rootfs test test-debug test-rt soak bench bench-postcopy run shell clean
 
 help:
 	@echo 'make run          build what is needed, boot L1 and L2 in it'
@@ -53,6 +54,7 @@ help:
 	@echo 'make test-rt      make test on a PREEMPT_RT kernel with lockdep'
 	@echo 'make soak         deps, build, boot L1, 2 guests under a swap storm for 10 min'
 	@echo 'make bench        deps, build, boot L1, benchmark L2 under memory pressure'
+	@echo 'make bench-postcopy  deps, build, boot L1, benchmark L2 while QEMU migrates it with postcopy'
 	@echo 'make deps         install the pinned host tools (apt, cargo)'
 	@echo 'make linux        create linux/ from the pinned base + patches/'
 	@echo 'make patches      regenerate patches/ from linux/ and the source folders'
@@ -126,7 +128,11 @@ soak: deps
 
 bench: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/bench.sh
+	@scripts/bench.sh bench
+
+bench-postcopy: deps
+	@+$(MAKE) --no-print-directory kernel rootfs
+	@scripts/bench.sh bench-postcopy
 
 run: deps
 	@+$(MAKE) --no-print-directory kernel rootfs

@@ -2,7 +2,8 @@
 /*
  * apf-touch [--bench] MIB [PASSES [SECONDS]]: the workload L2 runs in the
  * tests and in `make bench`; apf-touch --canary: L1's speed in the bench
- * (see canary()).
+ * (see canary()); apf-touch --migrate CASE MIB FILE: the guest's side of
+ * `make bench-postcopy` (see migrate()).
  *
  * The victim writes a pattern over MIB MiB of anonymous memory and reads
  * every word back, PASSES times (default 2); it exits 1 on the first
@@ -40,7 +41,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -58,6 +61,14 @@ struct shared {
 	__u64 bystander_cpu_ns;	/* CPU time the bystander got */
 	unsigned int lat_us[MAX_SAMPLES];
 	unsigned char lat_warm[MAX_SAMPLES];
+	/* --migrate: each wakeup's time, in ms after the start */
+	unsigned int lat_ms[MAX_SAMPLES];
+	__u64 t0_ns;
+	__u64 victim_words;	/* words the victim wrote or verified */
+	__u64 gzip_bytes;	/* input the compressor got through */
+	unsigned long gzip_runs, gzip_bad;
+	int victim_bad;
+	int stop_victim;	/* the victim stops mid-pass (--migrate) */
 };
 
 static __u64 pattern(__u64 word, unsigned int pass)
@@ -76,6 +87,33 @@ static __u64 clock_ns(clockid_t clock)
 static __u64 now_ns(void)
 {
 	return clock_ns(CLOCK_MONOTONIC);
+}
+
+/*
+ * Every 4096 words of a pass: counts them, and with --migrate, once told
+ * to stop, verifies every word as the pass left it (the first WRITTEN
+ * words hold this pass's pattern, the others the last pass's) and tells
+ * the caller to stop.
+ */
+static int victim_progress(struct shared *sh, __u64 *mem, size_t words,
+			   size_t written, unsigned int pass)
+{
+	size_t i;
+
+	__atomic_add_fetch(&sh->victim_words, 4096, __ATOMIC_RELAXED);
+	if (!__atomic_load_n(&sh->stop_victim, __ATOMIC_ACQUIRE))
+		return 0;
+	for (i = 0; i < words; i++) {
+		if (i >= written && !pass)
+			break;
+		if (mem[i] != pattern(i, i < written ? pass : pass - 1)) {
+			printf("apf-touch: after the move, word %zu is %#llx\n",
+			       i, (unsigned long long)mem[i]);
+			sh->victim_bad = 1;
+			break;
+		}
+	}
+	return 1;
 }
 
 /*
@@ -98,9 +136,14 @@ static int victim(size_t mib, unsigned int passes, unsigned int seconds,
 	}
 	for (pass = 0; pass < passes || now_ns() < end; pass++) {
 		t0 = now_ns();
-		for (i = 0; i < words; i++)
-			mem[i] = pattern(i, pass);
 		for (i = 0; i < words; i++) {
+			mem[i] = pattern(i, pass);
+			if (sh && !(i & 4095) && victim_progress(sh, mem, words, i + 1, pass))
+				return pass;
+		}
+		for (i = 0; i < words; i++) {
+			if (sh && !(i & 4095) && victim_progress(sh, mem, words, words, pass))
+				return pass;
 			if (mem[i] != pattern(i, pass)) {
 				printf("apf-touch: pass %u: word %zu is %#llx, not %#llx\n",
 				       pass, i, (unsigned long long)mem[i],
@@ -118,6 +161,35 @@ static int victim(size_t mib, unsigned int passes, unsigned int seconds,
 	}
 	munmap(mem, mib << 20);
 	return pass;
+}
+
+/*
+ * --migrate idle: writes MIB MiB once, tells the bystander's mark it is
+ * done, sleeps until told to stop, then verifies every word; exits 1 on
+ * a mismatch.
+ */
+static void idle_victim(size_t mib, struct shared *sh)
+{
+	size_t words = mib << 17, i;
+	__u64 *mem;
+
+	mem = mmap(NULL, mib << 20, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		exit(1);
+	for (i = 0; i < words; i++)
+		mem[i] = pattern(i, 0);
+	__atomic_store_n(&sh->warm, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&sh->stop_victim, __ATOMIC_ACQUIRE))
+		sleep(1);
+	for (i = 0; i < words; i++) {
+		if (mem[i] != pattern(i, 0)) {
+			printf("apf-touch: after the move, word %zu is %#llx\n",
+			       i, (unsigned long long)mem[i]);
+			exit(1);
+		}
+	}
+	exit(0);
 }
 
 /* One unit of CPU work that the compiler cannot drop. */
@@ -171,6 +243,7 @@ static void bystander(struct shared *sh)
 		warm = __atomic_load_n(&sh->warm, __ATOMIC_ACQUIRE) &&
 		       sh->warm_ns < next - PERIOD_US * 1000ULL;
 		if (sh->samples < MAX_SAMPLES) {
+			sh->lat_ms[sh->samples] = (t - sh->t0_ns) / 1000000;
 			sh->lat_warm[sh->samples] = warm;
 			sh->lat_us[sh->samples++] = t > next ? (t - next) / 1000 : 0;
 		}
@@ -294,6 +367,177 @@ static int canary(void)
 	return x == 0;
 }
 
+/*
+ * --migrate's compressor: busybox gzip over FILE (fixed input from
+ * Debian's busybox-static), over and over until told to stop; each run's
+ * output must hash the same as the first.
+ */
+static void compressor(struct shared *sh, const char *file)
+{
+	__u64 first = 0, h;
+	unsigned char buf[65536];
+	struct stat st;
+	int fd[2], i;
+	ssize_t n;
+	pid_t pid;
+
+	if (stat(file, &st))
+		exit(2);
+	while (!__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
+		if (pipe(fd))
+			exit(2);
+		pid = fork();
+		if (!pid) {
+			dup2(fd[1], 1);
+			close(fd[0]);
+			execlp("gzip", "gzip", "-c", file, (char *)NULL);
+			_exit(127);
+		}
+		close(fd[1]);
+		h = 14695981039346656037ULL;
+		while ((n = read(fd[0], buf, sizeof(buf))) > 0)
+			for (i = 0; i < n; i++)
+				h = (h ^ buf[i]) * 1099511628211ULL;
+		close(fd[0]);
+		waitpid(pid, &i, 0);
+		if (!WIFEXITED(i) || WEXITSTATUS(i) || (first && h != first))
+			sh->gzip_bad++;
+		if (!first)
+			first = h;
+		sh->gzip_runs++;
+		__atomic_add_fetch(&sh->gzip_bytes, st.st_size, __ATOMIC_RELAXED);
+	}
+	exit(0);
+}
+
+/* What the counters stood at when a mark came. */
+struct mark {
+	__u64 ns, units, words, gzip;
+};
+
+static void take_mark(struct shared *sh, struct mark *m)
+{
+	m->ns = now_ns();
+	m->units = __atomic_load_n(&sh->units, __ATOMIC_RELAXED);
+	m->words = __atomic_load_n(&sh->victim_words, __ATOMIC_RELAXED);
+	m->gzip = __atomic_load_n(&sh->gzip_bytes, __ATOMIC_RELAXED);
+}
+
+/*
+ * " NAME_s=.. NAME_units_per_s=.. NAME_lat_p50_us=.. .. NAME_victim_mwords_per_s=..
+ * NAME_gzip_kib_per_s=..": what the tasks did between marks A and B.
+ */
+static void window(struct shared *sh, const char *name, struct mark *a,
+		   struct mark *b)
+{
+	double secs = (b->ns - a->ns) / 1e9;
+	unsigned int from = (a->ns - sh->t0_ns) / 1000000;
+	unsigned int to = (b->ns - sh->t0_ns) / 1000000;
+	unsigned long n = 0, i;
+	unsigned int *lat = calloc(sh->samples + 1, sizeof(*lat));
+	char prefix[32];
+
+	if (secs <= 0 || !lat) {
+		free(lat);
+		return;
+	}
+	for (i = 0; i < sh->samples; i++)
+		if (sh->lat_ms[i] >= from && sh->lat_ms[i] < to)
+			lat[n++] = sh->lat_us[i];
+	qsort(lat, n, sizeof(lat[0]), cmp);
+	printf(" %s_s=%.3f %s_units_per_s=%.1f %s_wakeups=%lu", name, secs,
+	       name, (b->units - a->units) / secs, name, n);
+	snprintf(prefix, sizeof(prefix), "%s_", name);
+	percentiles(prefix, lat, n);
+	printf(" %s_victim_mwords_per_s=%.3f %s_gzip_kib_per_s=%.1f", name,
+	       (b->words - a->words) / secs / 1e6, name,
+	       (b->gzip - a->gzip) / secs / 1024);
+	free(lat);
+}
+
+/*
+ * --migrate CASE MIB FILE: the guest's side of a postcopy migration.
+ * CASE "busy": a victim writing and verifying MIB MiB over and over, the
+ * bystander, and busybox gzip compressing FILE over and over; "alone": the
+ * victim only; "idle": MIB MiB written once, then nothing until the end.
+ * Once the victim has written its memory once it prints
+ * "@@L2 pcbench ready@@"; then it takes a mark for each
+ * line L1 types on the console, through the VMM's serial port: "m" when
+ * the migration starts, "p" once the destination runs (the postcopy
+ * phase), "e" when it completed.  At "e" every task stops, the victim
+ * verifies every word of its memory, and one line reports what the tasks
+ * did between the marks: "base" (ready to m: the same guest not
+ * migrating), "pre" (m to p) and "post" (p to e).
+ */
+static int migrate(const char *what, size_t mib, const char *file)
+{
+	int busy = !strcmp(what, "busy"), alone = !strcmp(what, "alone");
+	pid_t bystander_pid = 0, compressor_pid = 0, victim_pid = 0;
+	struct mark marks[4] = { 0 };
+	int nmarks = 1, verified = 1, status;
+	struct shared *sh;
+	char line[64];
+
+	if (!busy && !alone && strcmp(what, "idle")) {
+		fprintf(stderr, "apf-touch: no case '%s': busy, alone or idle\n", what);
+		return 2;
+	}
+	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED) {
+		perror("apf-touch: mmap");
+		return 2;
+	}
+	sh->t0_ns = now_ns();
+	if (busy) {
+		bystander_pid = fork();
+		if (!bystander_pid)
+			bystander(sh);
+		compressor_pid = fork();
+		if (!compressor_pid)
+			compressor(sh, file);
+	}
+	victim_pid = fork();
+	if (!victim_pid && (busy || alone))
+		exit(victim(mib, ~0U, 0, sh, 0) < 0 || sh->victim_bad);
+	if (!victim_pid)
+		idle_victim(mib, sh);
+	if (bystander_pid < 0 || compressor_pid < 0 || victim_pid < 0) {
+		perror("apf-touch: fork");
+		sh->stop = sh->stop_victim = 1;
+		return 2;
+	}
+	/* Ready once the victim's memory is all written. */
+	while (victim_pid && !__atomic_load_n(&sh->warm, __ATOMIC_ACQUIRE) &&
+	       waitpid(victim_pid, &status, WNOHANG) == 0)
+		usleep(10000);
+	take_mark(sh, &marks[0]);
+	printf("@@L2 pcbench ready@@\n");
+	fflush(stdout);
+	while (nmarks < 4 && fgets(line, sizeof(line), stdin))
+		if (line[0] == "-mpe"[nmarks])
+			take_mark(sh, &marks[nmarks++]);
+	__atomic_store_n(&sh->stop_victim, 1, __ATOMIC_RELEASE);
+	if (victim_pid) {
+		waitpid(victim_pid, &status, 0);
+		verified = WIFEXITED(status) && !WEXITSTATUS(status);
+	}
+	__atomic_store_n(&sh->stop, 1, __ATOMIC_RELAXED);
+	if (bystander_pid)
+		waitpid(bystander_pid, NULL, 0);
+	if (compressor_pid)
+		waitpid(compressor_pid, NULL, 0);
+	printf("@@PCBENCH case=%s marks=%d verified=%d gzip_runs=%lu gzip_bad=%lu",
+	       what, nmarks, verified, sh->gzip_runs, sh->gzip_bad);
+	if (nmarks == 4) {
+		window(sh, "base", &marks[0], &marks[1]);
+		window(sh, "pre", &marks[1], &marks[2]);
+		window(sh, "post", &marks[2], &marks[3]);
+	}
+	printf("@@\n");
+	return nmarks < 4 || !verified || sh->gzip_bad;
+}
+
 int main(int argc, char **argv)
 {
 	int bench = argc > 1 && !strcmp(argv[1], "--bench");
@@ -307,8 +551,10 @@ int main(int argc, char **argv)
 
 	if (argc == 2 && !strcmp(argv[1], "--canary"))
 		return canary();
+	if (argc == 5 && !strcmp(argv[1], "--migrate"))
+		return migrate(argv[2], strtoul(argv[3], NULL, 0), argv[4]);
 	if (!mib || !passes) {
-		fprintf(stderr, "usage: apf-touch [--bench] MIB [PASSES [SECONDS]] | --canary\n");
+		fprintf(stderr, "usage: apf-touch [--bench] MIB [PASSES [SECONDS]] | --canary | --migrate CASE MIB FILE\n");
 		return 2;
 	}
 	if (!bench)

@@ -64,7 +64,9 @@ l2_vcpu_schedstat() {
 }
 
 # l2_start NAME LIMIT APPEND [VAR=VALUE...]: boot L2 in the background in
-# the cgroup, as l2_run does; sets l2_pid and l2_log.
+# the cgroup, as l2_run does; sets l2_pid and l2_log.  Its serial console
+# reads from $l2_console_in (a pipe; /dev/null if unset: a command run in
+# the background reads nothing else).
 l2_start() {
 	name=$1 high=$2 append=$3
 	shift 3
@@ -72,7 +74,7 @@ l2_start() {
 	echo "$high" >$cg/l2/memory.high
 	env "$@" L2_APPEND="$append apf.scale=$scale sysctl.kernel.hung_task_timeout_secs=$((60 * scale))" \
 		sh -c "echo \$\$ >$cg/l2/cgroup.procs && exec run-l2" \
-		>"$l2_log" 2>&1 &
+		>"$l2_log" 2>&1 0<>"${l2_console_in:-/dev/null}" &
 	l2_pid=$!
 }
 
@@ -201,4 +203,49 @@ l2_run() {
 # lockup, RCU stall, kmemleak suspect, UBSAN or KASAN report.
 l2_splat() {
 	grep -qE "\[ *[0-9]+\.[0-9]+\] ($(awk '!/^#/ { printf "%s%s", s, $0; s = "|" }' /usr/lib/apf/kernel-reports))" "$1"
+}
+
+# alive PID: whether process PID runs (a zombie does not).
+alive() { case $(cut -d ' ' -f 3 /proc/"$1"/stat 2>/dev/null) in '' | Z) false ;; esac; }
+# log_field LOG PATTERN: the text after PATTERN on LOG's first @@ marker line
+# with it.
+log_field() { sed -n "s/.*@@$2\(.*\)@@.*/\1/p" "$1" | tr -d '\r' | head -n 1; }
+
+# QEMU's monitor, on a pipe chardev (busybox has no client for a socket).
+# mon_start NAME: its pipes, a reader that keeps what it says in
+# /tmp/mon-NAME.log (QEMU blocks without one), and mon, QEMU's arguments;
+# the reader's PID is added to $pids.
+mon_start() {
+	m=/tmp/mon-$1
+	rm -f "$m.in" "$m.out"
+	mkfifo "$m.in" "$m.out"
+	cat 0<>"$m.out" >"$m.log" &
+	pids="$pids $!"
+	mon="-chardev pipe,id=mon,path=$m -mon chardev=mon,mode=readline"
+}
+# mon_cmd NAME CMD: type CMD (read-write: blocks not even with QEMU gone).
+mon_cmd() { echo "$2" 1<>"/tmp/mon-$1.in"; }
+# mon_wait NAME PATTERN SECONDS [CMD]: until the monitor said PATTERN,
+# typing CMD every second; status 1 after SECONDS, or once a migration
+# failed.
+mon_wait() {
+	i=0
+	until grep -q "$2" "/tmp/mon-$1.log"; do
+		[ $i -lt "$3" ] && ! grep -q 'status: failed' "/tmp/mon-$1.log" || return 1
+		[ -z "${4:-}" ] || mon_cmd "$1" "$4"
+		sleep 1
+		i=$((i + 1))
+	done
+}
+
+# vmm_quit NAME PID: QEMU NAME (PID) quits (killed after 30 s).
+vmm_quit() {
+	mon_cmd "$1" quit
+	i=0
+	while alive "$2" && [ $i -lt $((30 * scale)) ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	alive "$2" && kill -KILL "$2"
+	wait "$2" 2>/dev/null
 }

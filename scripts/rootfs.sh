@@ -67,6 +67,7 @@ install -m 755 "$top/scripts/run-l2" "$work/l1/bin/run-l2"
 install -m 755 "$top/scripts/l2-boot-test" "$work/l1/bin/l2-boot-test"
 install -m 755 "$top/scripts/l2-pressure-test" "$work/l1/bin/l2-pressure-test"
 install -m 755 "$top/scripts/l2-bench" "$work/l1/bin/l2-bench"
+install -m 755 "$top/scripts/l2-bench-postcopy" "$work/l1/bin/l2-bench-postcopy"
 install -m 755 "$work/l2/bin/apf-touch" "$work/l1/bin/apf-touch"
 for t in teardown idle soak migrate; do
 	install -m 755 "$top/scripts/l2-$t-test" "$work/l1/bin/l2-$t-test"
