@@ -222,7 +222,7 @@ static void bystander(struct shared *sh)
 		while (now_ns() < next - PERIOD_US * 500ULL &&
 		       !__atomic_load_n(&sh->stop, __ATOMIC_RELAXED)) {
 			x = unit(x);
-			sh->units++;
+			__atomic_add_fetch(&sh->units, 1, __ATOMIC_RELAXED);
 			if (__atomic_load_n(&sh->warm, __ATOMIC_ACQUIRE))
 				sh->warm_units++;
 		}
@@ -461,13 +461,12 @@ static void window(struct shared *sh, const char *name, struct mark *a,
  * bystander, and busybox gzip compressing FILE over and over; "alone": the
  * victim only; "idle": MIB MiB written once, then nothing until the end.
  * Once the victim has written its memory once it prints
- * "@@L2 pcbench ready@@"; then it takes a mark for each
- * line L1 types on the console, through the VMM's serial port: "m" when
- * the migration starts, "p" once the destination runs (the postcopy
- * phase), "e" when it completed.  At "e" every task stops, the victim
- * verifies every word of its memory, and one line reports what the tasks
- * did between the marks: "base" (ready to m: the same guest not
- * migrating), "pre" (m to p) and "post" (p to e).
+ * "@@L2 pcbench ready@@"; then it takes a mark for each line L1 types on
+ * the console, through the VMM's serial port: "m" when the migration
+ * starts, "p" as postcopy starts, "e" when it completed.  At "e" every
+ * task stops, the victim verifies every word of its memory, and one line
+ * reports what the tasks did between the marks: "base" (ready to m: the
+ * same guest not migrating), "pre" (m to p) and "post" (p to e).
  */
 static int migrate(const char *what, size_t mib, const char *file)
 {
