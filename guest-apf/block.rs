@@ -20,7 +20,8 @@ pub(crate) const WAKE_ALL: u32 = bindings::KVM_ARM_APF_WAKE_ALL;
 /// resolve faults synchronously but still deliver PAGE_READY.
 const FENCE: u32 = u32::MAX;
 
-/// `struct kvm_arm_apf_block`: 64 bytes, 64-byte aligned.
+/// `struct kvm_arm_apf_block` of the uapi, in atomic words, 64-byte
+/// aligned: its layout is checked against the uapi's below.
 #[repr(C, align(64))]
 pub(crate) struct Block {
     reason: Atomic<i32>,
@@ -30,7 +31,24 @@ pub(crate) struct Block {
     reserved: [Atomic<i32>; 12],
 }
 
-const _: () = assert!(core::mem::size_of::<Block>() == 64);
+/// Whether field `$ours` of [`Block`] starts where `$uapi` starts in
+/// `struct kvm_arm_apf_block`: with the same order and the same total size,
+/// every field then has the uapi's offset and size.
+macro_rules! same_offset {
+    ($ours:ident, $uapi:ident) => {
+        core::mem::offset_of!(Block, $ours)
+            == core::mem::offset_of!(bindings::kvm_arm_apf_block, $uapi)
+    };
+}
+
+const _: () = assert!(
+    core::mem::size_of::<Block>() == core::mem::size_of::<bindings::kvm_arm_apf_block>()
+        && same_offset!(reason, reason)
+        && same_offset!(token, token)
+        && same_offset!(ready, ready_token)
+        && same_offset!(more, more_ready)
+        && same_offset!(reserved, reserved)
+);
 
 fn load(word: &Atomic<i32>) -> u32 {
     u32::from_le(word.load(Relaxed) as u32)

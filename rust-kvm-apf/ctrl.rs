@@ -10,8 +10,10 @@ pub(crate) const ENABLE: u64 = bindings::KVM_ARM_APF_CTRL_ENABLE;
 pub(crate) const EL1: u64 = bindings::KVM_ARM_APF_CTRL_EL1;
 /// The bits that hold the IPA of the control block.
 pub(crate) const ADDR_MASK: u64 = bindings::KVM_ARM_APF_CTRL_ADDR_MASK;
-/// Size of the control block in guest memory, `struct kvm_arm_apf_block`.
-pub(crate) const BLOCK_SIZE: u64 = 64;
+/// Size of the control block in guest memory, `struct kvm_arm_apf_block`;
+/// the ABI makes it 64 bytes, 64-byte aligned ([`ADDR_MASK`]).
+pub(crate) const BLOCK_SIZE: u64 = core::mem::size_of::<bindings::kvm_arm_apf_block>() as u64;
+const _: () = assert!(BLOCK_SIZE == 64 && ADDR_MASK & (BLOCK_SIZE - 1) == 0);
 
 /// Why a value was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,11 +17,16 @@ use crate::{
     pending::{Full, Page, Pending, WAKE_ALL},
 };
 
-/// Offsets of the fields of `struct kvm_arm_apf_block`.
-const BLOCK_REASON: u64 = 0;
-const BLOCK_TOKEN: u64 = 4;
-const BLOCK_READY: u64 = 8;
-const BLOCK_MORE: u64 = 12;
+/// The offset of field `$f` of `struct kvm_arm_apf_block`, the uapi's.
+macro_rules! block_offset {
+    ($f:ident) => {
+        core::mem::offset_of!(bindings::kvm_arm_apf_block, $f) as u64
+    };
+}
+const BLOCK_REASON: u64 = block_offset!(reason);
+const BLOCK_TOKEN: u64 = block_offset!(token);
+const BLOCK_READY: u64 = block_offset!(ready_token);
+const BLOCK_MORE: u64 = block_offset!(more_ready);
 
 const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
 

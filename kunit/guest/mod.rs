@@ -54,12 +54,23 @@ mod waiters {
 
     #[test]
     fn ready_before_the_waiter_sleeps() {
-        // The PAGE_READY comes between parking and sleeping: the slot is
-        // already woken when its context looks, so it does not sleep.
+        // The PAGE_READY comes between parking and sleeping, and the CPU
+        // takes another fault before the first context looks: the woken
+        // slot is not reused, so that context still finds it woken (and
+        // its completion, completed once for `Ready::Wake`, ends its wait
+        // at once), and the second context's PAGE_READY wakes only it.
         let (mut w, b) = (enabled(), Block::new());
         let s = park(&mut w, &b, 5);
         assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 0));
+        let t = park(&mut w, &b, 6);
+        assert_ne!(s, t);
         assert!(w.woken(s));
+        assert!(!w.woken(t));
+        assert_eq!(w.sleepers(), 1);
+        w.release(s);
+        assert_eq!(ready(&mut w, &b, 6), (Ready::Wake(t), 0));
+        w.release(t);
+        assert_eq!(w.sleepers(), 0);
     }
 
     #[test]
