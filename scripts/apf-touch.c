@@ -463,7 +463,8 @@ static void window(struct shared *sh, const char *name, struct mark *a,
  * Once the victim has written its memory once it prints
  * "@@L2 pcbench ready@@"; then it takes a mark for each line L1 types on
  * the console, through the VMM's serial port: "m" when the migration
- * starts, "p" as postcopy starts, "e" when it completed.  At "e" every
+ * starts, "p" as postcopy starts, "e" when it completed; it echoes each
+ * as "@@PCMARK m@@" (and so on), which L1 waits for.  At "e" every
  * task stops, the victim verifies every word of its memory, and one line
  * reports what the tasks did between the marks: "base" (ready to m: the
  * same guest not migrating), "pre" (m to p) and "post" (p to e).
@@ -513,9 +514,13 @@ static int migrate(const char *what, size_t mib, const char *file)
 	take_mark(sh, &marks[0]);
 	printf("@@L2 pcbench ready@@\n");
 	fflush(stdout);
+	/* Each mark is echoed: L1 waits for it before going on. */
 	while (nmarks < 4 && fgets(line, sizeof(line), stdin))
-		if (line[0] == "-mpe"[nmarks])
+		if (line[0] == "-mpe"[nmarks]) {
 			take_mark(sh, &marks[nmarks++]);
+			printf("@@PCMARK %c@@\n", line[0]);
+			fflush(stdout);
+		}
 	__atomic_store_n(&sh->stop_victim, 1, __ATOMIC_RELEASE);
 	if (victim_pid) {
 		waitpid(victim_pid, &status, 0);

@@ -178,6 +178,7 @@ l2_l1() {
 l2_stop() {
 	kill "$1" 2>/dev/null
 	wait "$1"
+	l2_forget "$1"
 	# shellcheck disable=SC2046
 	set -- $(sed -n 's/.*@@L2 module disabled: \([0-9]*\) PAGE_NOT_PRESENT, \([0-9]*\) PAGE_READY, \([0-9]*\) sleeps, \([0-9]*\) low-power.*/\1 \2 \3 \4/p' "$2")
 	l2_guest_np=${1:-none} l2_guest_ready=${2:-none}
@@ -238,6 +239,42 @@ mon_wait() {
 	done
 }
 
+# l2_vmm NAME LIMIT APPEND QEMU_ARGS [VAR=VALUE...]: L2 booted by QEMU
+# NAME as l2_start boots it, with a monitor (mon_start) and QEMU_ARGS; its
+# serial console reads from the pipe /tmp/con-NAME (l2_console types on
+# it).  Sets l2_pid and l2_log and adds the PID to $pids; status 0 once the
+# monitor answers.
+l2_vmm() {
+	v=$1 lim=$2 app=$3 args=$4
+	shift 4
+	mon_start "$v"
+	rm -f "/tmp/con-$v"
+	mkfifo "/tmp/con-$v"
+	l2_console_in=/tmp/con-$v
+	l2_start "$v" "$lim" "$app" "L2_QEMU_ARGS=$mon $args" "$@"
+	l2_console_in=
+	pids="$pids $l2_pid"
+	mon_wait "$v" '(qemu)' $((60 * scale)) 'info name'
+}
+# l2_forget PID: PID, waited for, leaves $pids (it may be reused).
+l2_forget() {
+	set -- "$1" "$pids"
+	pids=
+	for p in $2; do [ "$p" = "$1" ] || pids="$pids $p"; done
+}
+# l2_console NAME TEXT: type TEXT on QEMU NAME's serial console.
+l2_console() { echo "$2" 1<>"/tmp/con-$1"; }
+# l2_reap: every process of $pids killed and waited for, the pipes of
+# mon_start and l2_vmm removed.
+l2_reap() {
+	for p in $pids; do
+		alive "$p" && kill -KILL "$p"
+		wait "$p" 2>/dev/null
+	done
+	pids=
+	rm -f /tmp/con-* /tmp/mon-*.in /tmp/mon-*.out
+}
+
 # vmm_quit NAME PID: QEMU NAME (PID) quits (killed after 30 s).
 vmm_quit() {
 	mon_cmd "$1" quit
@@ -248,4 +285,5 @@ vmm_quit() {
 	done
 	alive "$2" && kill -KILL "$2"
 	wait "$2" 2>/dev/null
+	l2_forget "$2"
 }
