@@ -56,9 +56,8 @@ mod waiters {
     fn ready_before_the_waiter_sleeps() {
         // The PAGE_READY comes between parking and sleeping, and the CPU
         // takes another fault before the first context looks: the woken
-        // slot is not reused, so that context still finds it woken (and
-        // its completion, completed once for `Ready::Wake`, ends its wait
-        // at once), and the second context's PAGE_READY wakes only it.
+        // slot is not reused, so that context still finds it woken, and
+        // the second context's PAGE_READY wakes only that context.
         let (mut w, b) = (enabled(), Block::new());
         let s = park(&mut w, &b, 5);
         assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 0));
@@ -67,8 +66,9 @@ mod waiters {
         assert!(w.woken(s));
         assert!(!w.woken(t));
         assert_eq!(w.sleepers(), 1);
-        w.release(s);
         assert_eq!(ready(&mut w, &b, 6), (Ready::Wake(t), 0));
+        assert!(w.woken(s) && w.woken(t));
+        w.release(s);
         w.release(t);
         assert_eq!(w.sleepers(), 0);
     }
