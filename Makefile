@@ -27,7 +27,7 @@ JOBS ?= $(shell nproc)
 
 KBUILD := $(BUILD)/linux
 # The configuration fragments merged over allnoconfig.
-KCONFIG ?= scripts/kernel.config
+KCONFIG ?= scripts/build/kernel.config
 # How every kbuild invocation here, the scripts' included, builds the kernel.
 KBUILD_ARGS := ARCH=arm64 LLVM=1 RUST_LIB_SRC=/usr/lib/rustlib/src/rust/library
 export KBUILD_ARGS
@@ -41,7 +41,7 @@ SELFTEST_MAKE = $(MAKE) -C linux/tools/testing/selftests/kvm ARCH=arm64 \
 
 # The tests `make test` runs inside L1; `make test TESTS="..."` picks others.
 TESTS ?= $(shell awk '/^\# --- not in the default run/ { exit } \
-	!/^\#/ && NF { print $$1 }' scripts/tests.list)
+	!/^\#/ && NF { print $$1 }' scripts/harness/tests.list)
 
 .PHONY: help deps linux linux-reset patches check-series check-bisect config kernel \
 	selftests rootfs test test-debug test-rt soak bench bench-postcopy run shell clean
@@ -67,25 +67,25 @@ help:
 	@echo 'make clean        remove this clone'"'"'s build output ($(BUILD), -debug, -rt)'
 
 deps:
-	@scripts/deps.sh
+	@scripts/build/deps.sh
 
 linux:
-	@scripts/series.sh tree
+	@scripts/series/series.sh tree
 
 linux-reset:
-	@scripts/series.sh reset
+	@scripts/series/series.sh reset
 
 patches:
-	@scripts/series.sh export
+	@scripts/series/series.sh export
 
 check-series:
-	@scripts/series.sh check
+	@scripts/series/series.sh check
 
 check-bisect: kernel
-	@scripts/check-bisect.sh
+	@scripts/series/check-bisect.sh
 
 config: linux
-	@scripts/kconfig.sh "$(KBUILD)" $(KCONFIG)
+	@scripts/build/kconfig.sh "$(KBUILD)" $(KCONFIG)
 
 kernel: config
 	@echo "==> kernel: building Image and modules in $(KBUILD)"
@@ -99,48 +99,48 @@ selftests: config
 	@+$(SELFTEST_MAKE) -s -j$(JOBS) >/dev/null
 
 rootfs: selftests
-	@scripts/rootfs.sh
+	@scripts/build/rootfs.sh
 
 test: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/run-tests.sh $(TESTS)
+	@scripts/harness/run-tests.sh $(TESTS)
 
-# The same tests on a kernel built with scripts/debug.config too (L1 and
+# The same tests on a kernel built with scripts/build/debug.config too (L1 and
 # L2 both run it), in its own build folder.  The checkers slow everything
 # down, about tenfold in L2: time limits are scaled, and the guests under
 # memory pressure sweep 96 MiB against a 64 MiB limit instead of 192/128.
 test-debug:
 	@+$(MAKE) --no-print-directory test BUILD=$(BUILD)-debug \
-		KCONFIG="scripts/kernel.config scripts/debug.config" TIME_SCALE=10 \
+		KCONFIG="scripts/build/kernel.config scripts/build/debug.config" TIME_SCALE=10 \
 		APF_ENV=APF_MIB=96,APF_LIMIT=64M$(if $(APF_ENV),$(comma)$(APF_ENV))
 
-# The same tests on a PREEMPT_RT kernel with lockdep (scripts/rt.config),
+# The same tests on a PREEMPT_RT kernel with lockdep (scripts/build/rt.config),
 # L1 and L2 both, in its own build folder: a spinlock_t taken where KVM
 # runs with preemption disabled sleeps there, and lockdep says so.
 test-rt:
 	@+$(MAKE) --no-print-directory test BUILD=$(BUILD)-rt \
-		KCONFIG="scripts/kernel.config scripts/rt.config" TIME_SCALE=4 \
+		KCONFIG="scripts/build/kernel.config scripts/build/rt.config" TIME_SCALE=4 \
 		APF_ENV=APF_MIB=96,APF_LIMIT=64M$(if $(APF_ENV),$(comma)$(APF_ENV))
 
 soak: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/run-tests.sh soak
+	@scripts/harness/run-tests.sh soak
 
 bench: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/bench.sh bench
+	@scripts/bench/bench.sh bench
 
 bench-postcopy: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/bench.sh bench-postcopy
+	@scripts/bench/bench.sh bench-postcopy
 
 run: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/boot.sh run
+	@scripts/harness/boot.sh run
 
 shell: deps
 	@+$(MAKE) --no-print-directory kernel rootfs
-	@scripts/boot.sh shell
+	@scripts/harness/boot.sh shell
 
 clean:
 	rm -rf "$(BUILD)" "$(BUILD)-debug" "$(BUILD)-rt"

@@ -8,7 +8,7 @@ set -euo pipefail
 
 build=$1
 shift
-top=$(cd "$(dirname "$0")/.." && pwd)
+top=$(cd "$(dirname "$0")/../.." && pwd)
 gen=$build.kconfig
 # shellcheck disable=SC2206
 kmake=(make -s -C "$top/linux" ${KBUILD_ARGS:?} O="$gen")

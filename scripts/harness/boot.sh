@@ -12,7 +12,7 @@
 # it runs L2 with hardware-assisted virtualization as QEMU emulates it.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
+top=$(cd "$(dirname "$0")/../.." && pwd)
 : "${BUILD:?}"
 image=$BUILD/linux/arch/arm64/boot/Image
 initrd=$BUILD/l1.cpio
@@ -56,7 +56,7 @@ watchdog() {
 		esac
 		[ "$t" = "$cur" ] || { cur=$t since=$now; }
 		lim=$(awk -v n="$t" -v s="${TIME_SCALE:-1}" '$1 == n { print $2 * s }' \
-			"$top/scripts/tests.list")
+			"$top/scripts/harness/tests.list")
 		if [ $((now - since)) -gt $((${lim:-0} + 60)) ]; then
 			echo "@@APF-WATCHDOG: $t ran past its limit of ${lim}s, L1 killed@@" >>"$log"
 			kill "$pid"

@@ -173,10 +173,16 @@ l2_l1() {
 	l2_l1_busy=$(((busy - busy0) * 100 / (total - total0)))
 }
 
-# l2_stop PID LOG: power L2 off (kill its QEMU) and read the guest's own
-# counts from LOG.
+# l2_stop PID LOG: power L2 off (kill its QEMU; SIGKILL after 30 s) and
+# read the guest's own counts from LOG.
 l2_stop() {
 	kill "$1" 2>/dev/null
+	stop_i=0
+	while alive "$1" && [ $stop_i -lt $((30 * scale)) ]; do
+		sleep 1
+		stop_i=$((stop_i + 1))
+	done
+	alive "$1" && kill -KILL "$1"
 	wait "$1"
 	l2_forget "$1"
 	# shellcheck disable=SC2046
@@ -199,7 +205,7 @@ l2_run() {
 }
 
 # Whether L2's log shows a kernel report of /usr/lib/apf/kernel-reports
-# (scripts/kernel-reports, the list the runner checks L1's console for):
+# (scripts/harness/kernel-reports, the list the runner checks L1's console for):
 # a BUG, WARNING (lockdep's included), oops, panic, hung task, soft
 # lockup, RCU stall, kmemleak suspect, UBSAN or KASAN report.
 l2_splat() {
@@ -218,9 +224,10 @@ log_field() { sed -n "s/.*@@$2\(.*\)@@.*/\1/p" "$1" | tr -d '\r' | head -n 1; }
 # the reader's PID is added to $pids.
 mon_start() {
 	m=/tmp/mon-$1
-	rm -f "$m.in" "$m.out"
+	rm -f "$m.in" "$m.out" "$m.log"
+	: >"$m.log"
 	mkfifo "$m.in" "$m.out"
-	cat 0<>"$m.out" >"$m.log" &
+	cat 0<>"$m.out" >>"$m.log" &
 	pids="$pids $!"
 	mon="-chardev pipe,id=mon,path=$m -mon chardev=mon,mode=readline"
 }

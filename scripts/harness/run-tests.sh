@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # run-tests.sh TEST...: check that patches/ is fresh and follows the
-# kernel's style, boot L1 once, run the named tests of scripts/tests.list
+# kernel's style, boot L1 once, run the named tests of scripts/harness/tests.list
 # inside it, read the KUnit suites of kunit.list from its console, and
 # report as TAP, ending with one line
 # "N passed, N failed, N skipped".  Exit status 1 on any
@@ -11,7 +11,7 @@
 # kmemleak, hung-task or stall report on the console fails the run.
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
+top=$(cd "$(dirname "$0")/../.." && pwd)
 : "${BUILD:?}"
 [ $# -gt 0 ] || { echo "run-tests: no tests named" >&2; exit 2; }
 
@@ -36,7 +36,7 @@ report() {	# report NAME ok|fail|skip [DETAIL]
 
 limit_of() {
 	awk -v n="$1" -v s="$scale" '$1 == n { print $2 * s; found = 1 }
-		END { if (!found) print 0 }' "$top/scripts/tests.list"
+		END { if (!found) print 0 }' "$top/scripts/harness/tests.list"
 }
 
 echo "TAP version 13"
@@ -55,12 +55,12 @@ check() {
 }
 
 check series-fresh "patches/ does not give the tree that was built" \
-	"$top/scripts/series.sh" check
+	"$top/scripts/series/series.sh" check
 check checkpatch "checkpatch.pl --strict complains" \
-	"$top/scripts/check-style.sh" checkpatch
+	"$top/scripts/series/check-style.sh" checkpatch
 check rustfmt "Rust not formatted as rustfmt wants" \
-	"$top/scripts/check-style.sh" rustfmt
-check clippy "clippy warns" "$top/scripts/check-style.sh" clippy
+	"$top/scripts/series/check-style.sh" rustfmt
+check clippy "clippy warns" "$top/scripts/series/check-style.sh" clippy
 
 limit=$BOOT_LIMIT
 for t in "$@"; do
@@ -71,7 +71,7 @@ done
 
 echo "# booting L1 with ${#} test(s), limit ${limit}s; console: $log"
 start=$(date +%s)
-"$top/scripts/boot.sh" test "$log" "$limit" "$@"
+"$top/scripts/harness/boot.sh" test "$log" "$limit" "$@"
 qemu_rc=$?
 echo "# L1 ran for $(($(date +%s) - start))s (QEMU exit status $qemu_rc)"
 
@@ -104,7 +104,7 @@ for t in "$@"; do
 done
 
 # KUnit: every case of the suites in kunit.list, from L1's console.
-awk -f "$top/scripts/ktap.awk" "$log" >"$out/kunit.txt"
+awk -f "$top/scripts/harness/ktap.awk" "$log" >"$out/kunit.txt"
 while IFS= read -r suite; do
 	case "$suite" in "#"* | "") continue ;; esac
 	if ! grep -q "$(printf '\t%s\t' "$suite")" "$out/kunit.txt"; then
@@ -115,7 +115,7 @@ while IFS= read -r suite; do
 		case "$name" in "$suite" | "$suite"/*) ;; *) continue ;; esac
 		report "kunit/$name" "$res" "$detail"
 	done <"$out/kunit.txt"
-done < <(grep -v '^#' "$top/scripts/kunit.list")
+done < <(grep -v '^#' "$top/scripts/harness/kunit.list")
 
 if ! grep -aq '@@APF-TESTS-DONE@@' "$log"; then
 	echo "# L1 did not finish the tests; console tail:"
@@ -123,10 +123,10 @@ if ! grep -aq '@@APF-TESTS-DONE@@' "$log"; then
 	tail -n 40 "$log" | sed 's/^/#   /'
 fi
 
-# Kernel reports only (scripts/kernel-reports): console lines behind a
+# Kernel reports only (scripts/harness/kernel-reports): console lines behind a
 # printk timestamp.  L2's console comes through the L2 tests as TAP
 # comments, behind "# " and maybe the name of the run ("# offered: ").
-splat="\\[ *[0-9]+\\.[0-9]+\\] ($(awk '!/^#/ { printf "%s%s", s, $0; s = "|" }' "$top/scripts/kernel-reports"))"
+splat="\\[ *[0-9]+\\.[0-9]+\\] ($(awk '!/^#/ { printf "%s%s", s, $0; s = "|" }' "$top/scripts/harness/kernel-reports"))"
 if grep -a -E "$splat" "$log" >"$out/splats.txt"; then
 	report console-clean fail "kernel reports on the console"
 	head -n 20 "$out/splats.txt" | sed 's/^/#   /'

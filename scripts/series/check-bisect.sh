@@ -10,7 +10,7 @@
 # not know yet (olddefconfig).
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
+top=$(cd "$(dirname "$0")/../.." && pwd)
 : "${BUILD:?}"
 src=$BUILD/bisect-src
 obj=$BUILD/bisect

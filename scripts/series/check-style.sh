@@ -12,7 +12,7 @@
 #               clippy (or rustc) warning fails
 set -uo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
+top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top/linux" || exit 1
 
 rust_files() {

@@ -16,8 +16,8 @@
 # the mapped kernel paths, for reading and editing outside the kernel tree.
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-. "$top/scripts/versions.sh"
+top=$(cd "$(dirname "$0")/../.." && pwd)
+. "$top/scripts/build/versions.sh"
 
 CACHE=${CACHE:-$HOME/.cache/rust-kvm-apf}
 LINUX=$top/linux
@@ -255,7 +255,7 @@ cmd_export() {
 	sync_sources
 	local desc tmp
 	tmp=$(mktemp -d)
-	desc=$(cat "$top/scripts/cover-letter.txt")
+	desc=$(cat "$top/scripts/series/cover-letter.txt")
 	# The index lines' hashes at a fixed length: git's default grows
 	# with the number of packed objects, which differs between clones.
 	g -c "branch.main.description=$desc" -c core.abbrev=9 format-patch -q \

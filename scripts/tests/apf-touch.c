@@ -322,7 +322,7 @@ static void report(struct shared *sh, __u64 t0, __u64 t1, __u64 cpu_ns,
 /*
  * --canary: how fast the machine itself runs, apart from how any guest
  * shares its CPU: 50 ms of units every second until SIGTERM, then their
- * number per second of the CPU time they took, at nice 19.  scripts/l2-bench
+ * number per second of the CPU time they took, at nice 19.  scripts/bench/l2-bench
  * runs it in L1 beside each run, to tell a slowdown of the emulated CPU
  * under memory pressure, which every task on it suffers, from a cost of
  * the feature.
