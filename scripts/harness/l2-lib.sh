@@ -177,14 +177,7 @@ l2_l1() {
 # read the guest's own counts from LOG.
 l2_stop() {
 	kill "$1" 2>/dev/null
-	stop_i=0
-	while alive "$1" && [ $stop_i -lt $((30 * scale)) ]; do
-		sleep 1
-		stop_i=$((stop_i + 1))
-	done
-	alive "$1" && kill -KILL "$1"
-	wait "$1"
-	l2_forget "$1"
+	l2_end "$1"
 	# shellcheck disable=SC2046
 	set -- $(sed -n 's/.*@@L2 module disabled: \([0-9]*\) PAGE_NOT_PRESENT, \([0-9]*\) PAGE_READY, \([0-9]*\) sleeps, \([0-9]*\) low-power.*/\1 \2 \3 \4/p' "$2")
 	l2_guest_np=${1:-none} l2_guest_ready=${2:-none}
@@ -285,12 +278,17 @@ l2_reap() {
 # vmm_quit NAME PID: QEMU NAME (PID) quits (killed after 30 s).
 vmm_quit() {
 	mon_cmd "$1" quit
-	i=0
-	while alive "$2" && [ $i -lt $((30 * scale)) ]; do
+	l2_end "$2"
+}
+# l2_end PID: once QEMU PID was asked to go, wait for it (SIGKILL after
+# 30 s), reap it and take it out of $pids.
+l2_end() {
+	end_i=0
+	while alive "$1" && [ $end_i -lt $((30 * scale)) ]; do
 		sleep 1
-		i=$((i + 1))
+		end_i=$((end_i + 1))
 	done
-	alive "$2" && kill -KILL "$2"
-	wait "$2" 2>/dev/null
-	l2_forget "$2"
+	alive "$1" && kill -KILL "$1"
+	wait "$1" 2>/dev/null
+	l2_forget "$1"
 }
