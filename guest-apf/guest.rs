@@ -2,11 +2,22 @@
 
 //! The guest's state: one control block and one table of waiters per CPU.
 
+#![forbid(unsafe_code)]
+
 use core::fmt;
 use core::pin::Pin;
-use kernel::bindings;
-use kernel::cpu::{nr_cpu_ids, CpuId};
+use kernel::arm64::{
+    cpu_do_idle, impdef_abort,
+    kvm_apf::{ack_ready, disable_here},
+};
+use kernel::cpu::{hotplug, nr_cpu_ids, CpuId};
+use kernel::irq::{
+    percpu::{GicPpi, PercpuHandler, PercpuRegistration},
+    IrqReturn,
+};
 use kernel::prelude::*;
+use kernel::reboot;
+use kernel::smp::on_each_cpu;
 use kernel::sync::atomic::{Atomic, Relaxed};
 use kernel::sync::{
     new_mutex, new_raw_spinlock_irq, Arc, ArcBorrow, Completion, Mutex, RawSpinLockIrq,
@@ -17,7 +28,6 @@ use kernel::time::hrtimer::{
 };
 use kernel::time::{delay::fsleep, Delta, Monotonic};
 
-use crate::arch::{self, Ppi};
 use crate::block::Block;
 use crate::waiters::{Parked, Ready, Stats, Waiters, SLOTS};
 
@@ -74,25 +84,16 @@ impl HrTimerCallback for PerCpu {
 }
 
 impl PerCpu {
-    fn new(cpu: CpuId, el1: bool) -> impl PinInit<Self> {
-        pin_init!(Self {
-            block: Block::new(),
+    fn new(cpu: CpuId, el1: bool) -> Result<impl PinInit<Self>> {
+        let block = Block::new()?;
+        Ok(pin_init!(Self {
+            block,
             waiters <- new_raw_spinlock_irq!(Waiters::new(), "kvm_apf_guest::waiters"),
             wake <- pin_init::pin_init_array_from_fn(|_| Completion::new()),
             check <- HrTimer::new(),
             cpu,
             el1,
-        })
-    }
-
-    /// The register value that hands this CPU's control block to the host.
-    fn ctrl(self: ArcBorrow<'_, Self>) -> u64 {
-        let block = arch::phys_addr(self) + core::mem::offset_of!(PerCpu, block) as u64;
-        let mut ctrl = block | bindings::KVM_ARM_APF_CTRL_ENABLE;
-        if self.el1 {
-            ctrl |= bindings::KVM_ARM_APF_CTRL_EL1;
-        }
-        ctrl
+        }))
     }
 
     /// Whether the host still has this CPU's control block; runs on the
@@ -107,11 +108,10 @@ impl PerCpu {
     /// under the waiter lock, as in enable and disable, so that no check
     /// registers again a CPU going down.  Returns whether the CPU still
     /// takes signals.
-    fn check_registered(self: ArcBorrow<'_, Self>) -> bool {
-        let ctrl = self.ctrl();
+    fn check_registered(&self) -> bool {
         {
             let mut w = self.waiters.lock();
-            if !w.enabled() || arch::read_ctrl() == ctrl {
+            if !w.enabled() || self.block.registered_here(self.el1) {
                 return w.enabled();
             }
             self.wake(w.host_forgot());
@@ -119,8 +119,7 @@ impl PerCpu {
             if w.draining() {
                 self.block.fence();
             }
-            arch::write_ctrl(ctrl);
-            if arch::read_ctrl() == ctrl {
+            if self.block.register_here(self.el1) {
                 return true;
             }
             self.wake(w.disable());
@@ -136,7 +135,7 @@ impl PerCpu {
     /// the host asks, and wakes the context waiting for its token.  Runs
     /// on this CPU with `w` locked.  Returns whether there was a signal.
     fn take_ready(&self, w: &mut Waiters) -> bool {
-        match w.ready(&self.block, arch::ack_ready) {
+        match w.ready(&self.block, ack_ready) {
             Ready::Nothing => false,
             Ready::Consumed => true,
             Ready::Wake(i) => {
@@ -164,12 +163,40 @@ impl PerCpu {
 /// the timer and waits for its callback.
 type Checks = KVec<Option<ArcHrTimerHandle<PerCpu>>>;
 
+/// The state of every possible CPU, by CPU number: what the PAGE_READY
+/// interrupt works on.
+pub(crate) struct Cpus(KVec<Arc<PerCpu>>);
+
+impl Cpus {
+    fn get(&self, cpu: CpuId) -> Option<&Arc<PerCpu>> {
+        self.0.get(cpu.as_u32() as usize)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<PerCpu>> {
+        self.0.iter()
+    }
+}
+
+impl PercpuHandler for Cpus {
+    /// The PAGE_READY interrupt.
+    fn handle(&self) -> IrqReturn {
+        let Some(pc) = self.get(CpuId::current()) else {
+            return IrqReturn::None;
+        };
+        let mut w = pc.waiters.lock();
+        if pc.take_ready(&mut w) {
+            IrqReturn::Handled
+        } else {
+            IrqReturn::None
+        }
+    }
+}
+
 /// Everything the module runs on.
 pub(crate) struct Guest {
-    // Declared first so that it is dropped first: freeing the interrupt
-    // waits for running handlers, which use the CPUs' state.
-    ppi: Ppi,
-    cpus: KVec<Arc<PerCpu>>,
+    /// The PAGE_READY interrupt, which works on `cpus`.
+    ppi: PercpuRegistration<Cpus>,
+    cpus: Arc<Cpus>,
     /// Each CPU's check, started when it comes up.
     checks: Pin<KBox<Mutex<Checks>>>,
     /// Whether any CPU ever took signals: an abort may then be the host's
@@ -180,19 +207,25 @@ pub(crate) struct Guest {
 impl Guest {
     /// State for every possible CPU, signalled on PPI `intid`; `el1` asks
     /// for faults taken in the kernel too.
-    pub(crate) fn new(intid: u32, el1: bool) -> Result<Self> {
+    pub(crate) fn new(module: &'static ThisModule, intid: u32, el1: bool) -> Result<Self> {
         let n = nr_cpu_ids();
         let mut cpus = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         let mut checks = KVec::with_capacity(n as usize, GFP_KERNEL)?;
         for cpu in (0..n).filter_map(CpuId::from_u32) {
             cpus.push(
-                Arc::pin_init(PerCpu::new(cpu, el1), GFP_KERNEL)?,
+                Arc::pin_init(PerCpu::new(cpu, el1)?, GFP_KERNEL)?,
                 GFP_KERNEL,
             )?;
             checks.push(None, GFP_KERNEL)?;
         }
+        let cpus = Arc::new(Cpus(cpus), GFP_KERNEL)?;
         Ok(Self {
-            ppi: Ppi::request(intid)?,
+            ppi: PercpuRegistration::new(
+                module,
+                GicPpi::map(intid)?,
+                c"kvm-apf-ready",
+                cpus.clone(),
+            )?,
             cpus,
             checks: KBox::pin_init(new_mutex!(checks, "kvm_apf_guest::checks"), GFP_KERNEL)?,
             ever_enabled: Atomic::new(false),
@@ -201,28 +234,31 @@ impl Guest {
 
     /// What described the interrupt controller of the PAGE_READY PPI.
     pub(crate) fn firmware(&self) -> &'static str {
-        self.ppi.firmware()
+        if self.ppi.ppi().through_acpi() {
+            "ACPI"
+        } else {
+            "the device tree"
+        }
     }
 
     fn cpu(&self, cpu: CpuId) -> Option<&Arc<PerCpu>> {
-        self.cpus.get(cpu.as_u32() as usize)
+        self.cpus.get(cpu)
     }
 
     /// CPU hotplug brought `cpu` up; this runs on it, in a context that
     /// may sleep.
-    pub(crate) fn cpu_online(&self, cpu: CpuId) {
+    fn cpu_online(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
         pc.block.reset();
         self.ppi.enable_here();
-        let ctrl = pc.as_arc_borrow().ctrl();
         // The register and the waiters' state change together, under the
         // lock, which the check takes too.
-        {
+        let taken = {
             let mut w = pc.waiters.lock();
             w.enable();
-            arch::write_ctrl(ctrl);
-        }
-        if arch::read_ctrl() != ctrl {
+            pc.block.register_here(pc.el1)
+        };
+        if !taken {
             pr_warn!("CPU{}: the host refused the control block\n", cpu.as_u32());
             self.cpu_offline(cpu);
             return;
@@ -240,35 +276,21 @@ impl Guest {
     /// `cpu` stops taking signals (hotplug, unload, reboot); this runs on
     /// it.  Its waiters are woken and retry their access, which the host
     /// now resolves synchronously.  Its check stops at its next expiry.
-    pub(crate) fn cpu_offline(&self, cpu: CpuId) {
+    fn cpu_offline(&self, cpu: CpuId) {
         let Some(pc) = self.cpu(cpu) else { return };
         let woken = {
             let mut w = pc.waiters.lock();
-            arch::write_ctrl(0);
+            disable_here();
             w.disable()
         };
         self.ppi.disable_here();
         pc.wake(woken);
     }
 
-    /// Turns the feature off on every online CPU (reboot, kexec).
-    pub(crate) fn shut_down(&self) {
-        arch::on_each_cpu(|g| g.cpu_offline(CpuId::current()));
-    }
-
-    /// The PAGE_READY interrupt; returns whether there was a signal.
-    pub(crate) fn page_ready(&self) -> bool {
-        let Some(pc) = self.cpu(CpuId::current()) else {
-            return false;
-        };
-        let mut w = pc.waiters.lock();
-        pc.take_ready(&mut w)
-    }
-
     /// A data abort with the IMPDEF DFSC.  Returns once the access may be
     /// retried, or `false` when it is not the host's signal: the module
     /// has no state for this CPU, or the CPU never asked for signals.
-    pub(crate) fn impdef_abort(&self, may_sleep: bool) -> bool {
+    fn impdef_abort(&self, may_sleep: bool) -> bool {
         let cpu = CpuId::current();
         let Some(pc) = self.cpu(cpu) else {
             return false;
@@ -316,7 +338,7 @@ impl Guest {
                 // its registration among them, are taken between one look
                 // and the next: the host signals no fault taken with
                 // interrupts masked, so dropping the lock unmasks them.
-                arch::wait_for_interrupt();
+                cpu_do_idle();
                 drop(w);
                 w = pc.waiters.lock();
             }
@@ -335,7 +357,9 @@ impl Guest {
     /// Lets the host deliver every PAGE_READY it owes before the feature
     /// goes off; waits at most `DRAIN_MS`.  Returns whether it did.
     pub(crate) fn drain(&self) -> bool {
-        arch::on_each_cpu(Self::fence);
+        if on_each_cpu(&|| self.fence()).is_err() {
+            return false;
+        }
         for _ in 0..DRAIN_MS / 10 {
             let drained = self
                 .cpus
@@ -352,7 +376,7 @@ impl Guest {
     /// The counters of every CPU, summed.
     pub(crate) fn totals(&self) -> Stats {
         let mut t = Stats::default();
-        for pc in &self.cpus {
+        for pc in self.cpus.iter() {
             t += pc.waiters.lock().stats();
         }
         t
@@ -390,5 +414,33 @@ impl Guest {
             )?;
         }
         Ok(())
+    }
+}
+
+impl hotplug::Callbacks for Guest {
+    fn online(&self, cpu: CpuId) -> Result {
+        self.cpu_online(cpu);
+        Ok(())
+    }
+
+    fn offline(&self, cpu: CpuId) {
+        self.cpu_offline(cpu);
+    }
+}
+
+impl reboot::Notifier for Guest {
+    /// Turns the feature off on every online CPU before a reboot or a
+    /// kexec, so that the host does not write this kernel's memory under
+    /// the next one.
+    fn notify(&self, _event: reboot::Event) {
+        if on_each_cpu(&|| self.cpu_offline(CpuId::current())).is_err() {
+            pr_warn!("could not turn the feature off before the reboot\n");
+        }
+    }
+}
+
+impl impdef_abort::Handler for Guest {
+    fn handle(&self, _far: usize, _esr: u64, may_sleep: bool) -> bool {
+        self.impdef_abort(may_sleep)
     }
 }

@@ -13,6 +13,8 @@
 //! host owes none of them a PAGE_READY any more (the VM was restored or
 //! migrated, or the host lost its signals), and their contexts retry.
 
+#![forbid(unsafe_code)]
+
 use crate::block::{Block, WAKE_ALL};
 
 /// How many contexts of one CPU can wait at once.

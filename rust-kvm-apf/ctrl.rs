@@ -2,6 +2,8 @@
 
 //! The value of `SYS_ASYNC_PF_EL1`, the control register.
 
+#![forbid(unsafe_code)]
+
 use kernel::bindings;
 
 /// Deliver signals to this vCPU.
@@ -84,5 +86,15 @@ impl Ctrl {
     /// The IPA of the control block.
     pub(crate) fn block(self) -> u64 {
         self.0 & ADDR_MASK
+    }
+}
+
+impl Env for kernel::kvm::Vcpu {
+    fn offered(&self) -> bool {
+        self.apf_offered()
+    }
+
+    fn is_ram(&self, gpa: u64, len: u64) -> bool {
+        kernel::kvm::Vcpu::is_ram(self, gpa, len)
     }
 }

@@ -2,8 +2,11 @@
 
 //! The per-vCPU engine: queue a fault, fetch the page, deliver PAGE_READY.
 
+#![forbid(unsafe_code)]
+
 use kernel::{
     bindings,
+    kvm::{self, Vcpu, VcpuRef},
     mm::Mm,
     new_raw_spinlock_irq, new_work,
     prelude::*,
@@ -12,8 +15,7 @@ use kernel::{
 };
 
 use crate::{
-    ctrl::{self, Ctrl, Env, Refused},
-    kvm::{self, Kicker, Vcpu},
+    ctrl::{self, Ctrl, Refused},
     pending::{Full, Page, Pending, WAKE_ALL},
 };
 
@@ -65,8 +67,8 @@ struct State {
     /// gets through, so that a block whose memory is gone for good does
     /// not keep the vCPU from waiting.
     lost_retried: bool,
-    /// `None` once the vCPU is being destroyed.
-    kicker: Option<Kicker>,
+    /// Cleared once the vCPU is being destroyed: nothing kicks it then.
+    attached: bool,
 }
 
 impl State {
@@ -103,37 +105,42 @@ impl Signal {
 /// Nothing under it sleeps or touches guest memory.
 #[pin_data]
 pub(crate) struct VcpuApf {
+    /// Used by work items only while `attached`, under the lock.
+    vcpu: VcpuRef,
     #[pin]
     state: RawSpinLockIrq<State>,
 }
 
 impl VcpuApf {
-    /// The state of a new vCPU: disabled.
-    pub(crate) fn new(vcpu: &Vcpu) -> Result<Arc<Self>> {
-        // SAFETY: the kicker lives in `state` and `detach()` drops it, which
-        // C calls before it frees the vCPU; work items reach it only under
-        // the lock, so none uses it after that.
-        let kicker = unsafe { vcpu.kicker() };
+    /// The state of a new vCPU, `vcpu`: disabled.  [`VcpuApf::detach`]
+    /// must be called before the vCPU goes.
+    pub(crate) fn new(vcpu: VcpuRef) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(VcpuApf {
+                vcpu,
                 state <- new_raw_spinlock_irq!(State {
                     ctrl: Ctrl::DISABLED,
                     pending: Pending::new(),
                     wake_all: false,
                     wake_all_seq: 0,
                     lost_retried: false,
-                    kicker: Some(kicker),
+                    attached: true,
                 }, "kvm_apf_vcpu"),
             }),
             GFP_KERNEL,
         )
     }
 
+    /// The vCPU this state belongs to.
+    pub(crate) fn vcpu(&self) -> &VcpuRef {
+        &self.vcpu
+    }
+
     /// The vCPU is going away: forget it.  Fetches in flight finish on
     /// their own and drop their references; none will look at the vCPU.
     pub(crate) fn detach(&self) {
         let mut s = self.state.lock();
-        s.kicker = None;
+        s.attached = false;
         s.ctrl = Ctrl::DISABLED;
         s.wake_all = false;
         s.pending.clear();
@@ -201,10 +208,8 @@ impl VcpuApf {
         s.lost_retried = false;
         if !block_is_ram {
             s.owe_wake_all();
-        } else if s.wake_all {
-            if let Some(kicker) = &s.kicker {
-                kicker.kick();
-            }
+        } else if s.wake_all && s.attached {
+            self.vcpu.kick();
         }
     }
 
@@ -322,10 +327,8 @@ impl VcpuApf {
     /// Called by a work item when the page for `token` is in.
     fn fetched(&self, token: u32) {
         let mut s = self.state.lock();
-        if s.pending.complete(token) {
-            if let Some(kicker) = &s.kicker {
-                kicker.kick();
-            }
+        if s.pending.complete(token) && s.attached {
+            self.vcpu.kick();
         }
     }
 

@@ -2,46 +2,63 @@
 
 //! The functions KVM's C code calls, declared in `asm/kvm_apf.h`.
 //!
-//! Each turns the raw pointers it gets into the engine's types and calls
-//! safe code.  `apf` is always a pointer that `kvm_apf_vcpu_create()`
-//! returned for the vCPU passed along with it and that
-//! `kvm_apf_vcpu_destroy()` has not consumed yet.
+//! A vCPU's engine state is an `Arc<VcpuApf>` that C holds as a
+//! `struct kvm_apf_vcpu *`, from `kvm_apf_vcpu_create()` until
+//! `kvm_apf_vcpu_destroy()`.  Each function turns it back into the
+//! engine's types and calls safe code; the state knows its vCPU.
 
-use core::ffi::c_void;
 use kernel::{
-    bindings,
+    bindings::{self, kvm_apf_vcpu},
+    kvm::{Vcpu, VcpuRef},
     prelude::*,
     sync::{Arc, ArcBorrow},
+    types::ForeignOwnable,
 };
 
-use crate::{
-    engine::{Outcome, VcpuApf},
-    kvm::Vcpu,
-};
+use crate::engine::{Outcome, VcpuApf};
 
+/// The engine state `apf` stands for.
+///
 /// # Safety
 ///
-/// `apf` must come from `kvm_apf_vcpu_create()` and not have been passed
-/// to `kvm_apf_vcpu_destroy()`; the borrow must not outlive the call.
-unsafe fn borrow<'a>(apf: *const c_void) -> ArcBorrow<'a, VcpuApf> {
-    // SAFETY: `apf` came from `Arc::into_raw()` in `kvm_apf_vcpu_create()`
+/// `apf` must come from `kvm_apf_vcpu_create()` and not be passed to
+/// `kvm_apf_vcpu_destroy()` for `'a`: the duration of a call from KVM.
+unsafe fn engine<'a>(apf: *const kvm_apf_vcpu) -> ArcBorrow<'a, VcpuApf> {
+    // SAFETY: `apf` came from `into_foreign()` in `kvm_apf_vcpu_create()`,
     // and the reference it stands for is only given up by
-    // `kvm_apf_vcpu_destroy()`, so the count stays above zero meanwhile.
-    unsafe { ArcBorrow::from_raw(apf.cast::<VcpuApf>()) }
+    // `kvm_apf_vcpu_destroy()`, so it outlives the call.
+    unsafe { <Arc<VcpuApf> as ForeignOwnable>::borrow(apf.cast_mut().cast()) }
+}
+
+/// The engine state `apf` stands for, and its vCPU.
+///
+/// # Safety
+///
+/// As for `engine()`, and for `'a` the caller must be the vCPU's thread or
+/// hold `vcpu->mutex`.
+unsafe fn state<'a>(apf: *const kvm_apf_vcpu) -> (ArcBorrow<'a, VcpuApf>, &'a Vcpu) {
+    // SAFETY: As the caller guarantees.
+    let apf = unsafe { engine(apf) };
+    // SAFETY: KVM destroys the state before it frees the vCPU, so the vCPU
+    // is alive for the call too, and the caller owns it as `Vcpu` requires.
+    let vcpu = unsafe { apf.vcpu().get() };
+    (apf, vcpu)
 }
 
 /// Creates the engine state of `vcpu`; NULL when out of memory.
 ///
 /// # Safety
 ///
-/// `vcpu` must be a vCPU being created, from `kvm_arch_vcpu_create()`.
+/// `vcpu` must be a vCPU being created, from `kvm_arch_vcpu_create()`, whose
+/// state is passed to `kvm_apf_vcpu_destroy()` before KVM frees it.
 #[export]
-pub unsafe extern "C" fn kvm_apf_vcpu_create(vcpu: *mut bindings::kvm_vcpu) -> *mut c_void {
-    // SAFETY: KVM keeps the vCPU alive until it calls
-    // `kvm_apf_vcpu_destroy()`, and nothing else uses it during creation.
-    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+pub unsafe extern "C" fn kvm_apf_vcpu_create(vcpu: *mut bindings::kvm_vcpu) -> *mut kvm_apf_vcpu {
+    // SAFETY: KVM keeps the vCPU alive until it destroys the state, which
+    // detaches from it first, so the reference is not used past the vCPU's
+    // life; nothing else uses the vCPU during its creation.
+    let vcpu = unsafe { VcpuRef::new(Vcpu::from_raw(vcpu)) };
     match VcpuApf::new(vcpu) {
-        Ok(apf) => Arc::into_raw(apf).cast_mut().cast(),
+        Ok(apf) => apf.into_foreign().cast(),
         Err(_) => core::ptr::null_mut(),
     }
 }
@@ -53,13 +70,13 @@ pub unsafe extern "C" fn kvm_apf_vcpu_create(vcpu: *mut bindings::kvm_vcpu) -> *
 /// `apf` must come from `kvm_apf_vcpu_create()`, or be NULL; it is
 /// consumed, before KVM frees the vCPU.
 #[export]
-pub unsafe extern "C" fn kvm_apf_vcpu_destroy(apf: *mut c_void) {
+pub unsafe extern "C" fn kvm_apf_vcpu_destroy(apf: *mut kvm_apf_vcpu) {
     if apf.is_null() {
         return;
     }
     // SAFETY: The caller hands back the reference `kvm_apf_vcpu_create()`
-    // made with `Arc::into_raw()`.
-    let apf = unsafe { Arc::from_raw(apf.cast_const().cast::<VcpuApf>()) };
+    // made with `into_foreign()`.
+    let apf = unsafe { <Arc<VcpuApf> as ForeignOwnable>::from_foreign(apf.cast()) };
     apf.detach();
 }
 
@@ -67,11 +84,12 @@ pub unsafe extern "C" fn kvm_apf_vcpu_destroy(apf: *mut c_void) {
 ///
 /// # Safety
 ///
-/// `apf` must be valid as described in the module documentation.
+/// As for `engine()`.
 #[export]
-pub unsafe extern "C" fn kvm_apf_get_ctrl(apf: *const c_void) -> u64 {
-    // SAFETY: The caller passes a valid `apf`.
-    unsafe { borrow(apf) }.ctrl()
+pub unsafe extern "C" fn kvm_apf_get_ctrl(apf: *const kvm_apf_vcpu) -> u64 {
+    // SAFETY: The caller passes a valid `apf` from a call KVM makes.
+    let apf = unsafe { engine(apf) };
+    apf.ctrl()
 }
 
 /// Sets `SYS_ASYNC_PF_EL1`: 0, or -EINVAL when `val` was refused.  A
@@ -80,19 +98,15 @@ pub unsafe extern "C" fn kvm_apf_get_ctrl(apf: *const c_void) -> u64 {
 ///
 /// # Safety
 ///
-/// `apf` and `vcpu` must be valid as described in the module
-/// documentation, and the caller the vCPU's thread or holding its mutex.
+/// As for `state()`.
 #[export]
 pub unsafe extern "C" fn kvm_apf_set_ctrl(
-    apf: *const c_void,
-    vcpu: *mut bindings::kvm_vcpu,
+    apf: *const kvm_apf_vcpu,
     val: u64,
     from_guest: bool,
 ) -> c_int {
-    // SAFETY: The caller passes a valid `apf`.
-    let apf = unsafe { borrow(apf) };
-    // SAFETY: The caller passes a live vCPU and owns it for the call.
-    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    // SAFETY: The caller passes a valid `apf` from a call KVM makes.
+    let (apf, vcpu) = unsafe { state(apf) };
     let result = if from_guest {
         apf.set_ctrl(vcpu, val)
     } else {
@@ -108,11 +122,12 @@ pub unsafe extern "C" fn kvm_apf_set_ctrl(
 ///
 /// # Safety
 ///
-/// `apf` must be valid as described in the module documentation.
+/// As for `engine()`.
 #[export]
-pub unsafe extern "C" fn kvm_apf_wants(apf: *const c_void, el1: bool) -> bool {
-    // SAFETY: The caller passes a valid `apf`.
-    unsafe { borrow(apf) }.wants(el1)
+pub unsafe extern "C" fn kvm_apf_wants(apf: *const kvm_apf_vcpu, el1: bool) -> bool {
+    // SAFETY: The caller passes a valid `apf` from a call KVM makes.
+    let apf = unsafe { engine(apf) };
+    apf.wants(el1)
 }
 
 /// Signals PAGE_NOT_PRESENT and queues the fetch, which takes over the
@@ -120,23 +135,19 @@ pub unsafe extern "C" fn kvm_apf_wants(apf: *const c_void, el1: bool) -> bool {
 ///
 /// # Safety
 ///
-/// `apf` and `vcpu` must be valid as described in the module
-/// documentation, the caller must be the vCPU's thread, and `token` must
-/// be valid for a write.
+/// As for `state()`, from the vCPU's thread; `token` must be valid for a
+/// write.
 #[export]
 pub unsafe extern "C" fn kvm_apf_queue(
-    apf: *const c_void,
-    vcpu: *mut bindings::kvm_vcpu,
+    apf: *const kvm_apf_vcpu,
     ipa: u64,
     hva: usize,
     write: bool,
     over_high: u32,
     token: *mut u32,
 ) -> c_int {
-    // SAFETY: The caller passes a valid `apf`.
-    let apf = unsafe { borrow(apf) };
-    // SAFETY: The caller passes a live vCPU and runs on its thread.
-    let vcpu = unsafe { Vcpu::from_raw(vcpu) };
+    // SAFETY: The caller passes a valid `apf` from the vCPU's thread.
+    let (apf, vcpu) = unsafe { state(apf) };
     let outcome = match apf.queue(vcpu, ipa, hva, write, over_high) {
         Outcome::Queued(t) => {
             // SAFETY: The caller passes a pointer valid for a write.
@@ -156,17 +167,12 @@ pub unsafe extern "C" fn kvm_apf_queue(
 ///
 /// # Safety
 ///
-/// `apf` and `vcpu` must be valid as described in the module
-/// documentation, and the caller the vCPU's thread.
+/// As for `state()`, from the vCPU's thread.
 #[export]
-pub unsafe extern "C" fn kvm_apf_deliver_ready(
-    apf: *const c_void,
-    vcpu: *mut bindings::kvm_vcpu,
-) -> u32 {
-    // SAFETY: The caller passes a valid `apf`.
-    let apf = unsafe { borrow(apf) };
-    // SAFETY: The caller passes a live vCPU and runs on its thread.
-    apf.deliver_ready(unsafe { Vcpu::from_raw(vcpu) })
+pub unsafe extern "C" fn kvm_apf_deliver_ready(apf: *const kvm_apf_vcpu) -> u32 {
+    // SAFETY: The caller passes a valid `apf` from the vCPU's thread.
+    let (apf, vcpu) = unsafe { state(apf) };
+    apf.deliver_ready(vcpu)
 }
 
 /// The VMM changed the memslots; `block_is_ram` says whether the control
@@ -174,27 +180,26 @@ pub unsafe extern "C" fn kvm_apf_deliver_ready(
 ///
 /// # Safety
 ///
-/// `apf` must be valid as described in the module documentation.
+/// As for `engine()`.
 #[export]
 pub unsafe extern "C" fn kvm_apf_memslots_changed(
-    apf: *const c_void,
+    apf: *const kvm_apf_vcpu,
     ctrl: u64,
     block_is_ram: bool,
 ) {
-    // SAFETY: The caller passes a valid `apf`.
-    unsafe { borrow(apf) }.memslots_changed(ctrl, block_is_ram)
+    // SAFETY: The caller passes a valid `apf` from a call KVM makes.
+    let apf = unsafe { engine(apf) };
+    apf.memslots_changed(ctrl, block_is_ram)
 }
 
 /// The guest wrote `SYS_ASYNC_PF_ACK_EL1`.
 ///
 /// # Safety
 ///
-/// `apf` and `vcpu` must be valid as described in the module
-/// documentation, and the caller the vCPU's thread.
+/// As for `state()`, from the vCPU's thread.
 #[export]
-pub unsafe extern "C" fn kvm_apf_ack(apf: *const c_void, vcpu: *mut bindings::kvm_vcpu) {
-    // SAFETY: The caller passes a valid `apf`.
-    let apf = unsafe { borrow(apf) };
-    // SAFETY: The caller passes a live vCPU and runs on its thread.
-    apf.ack(unsafe { Vcpu::from_raw(vcpu) })
+pub unsafe extern "C" fn kvm_apf_ack(apf: *const kvm_apf_vcpu) {
+    // SAFETY: The caller passes a valid `apf` from the vCPU's thread.
+    let (apf, vcpu) = unsafe { state(apf) };
+    apf.ack(vcpu)
 }

@@ -12,13 +12,13 @@
 //! - [`ctrl`]: the control register and its validation,
 //! - [`pending`]: the pages a vCPU waits for and their tokens,
 //! - [`engine`]: queueing, fetching and delivery,
-//! - [`kvm`]: the calls into KVM's C code, the only `unsafe` besides
-//! - [`ffi`]: the entry points KVM's C code calls.
+//! - [`ffi`]: the entry points KVM's C code calls, the only `unsafe`.
+//!
+//! What the engine needs from KVM comes from `kernel::kvm`.
 
 mod ctrl;
 mod engine;
 pub mod ffi;
-mod kvm;
 mod pending;
 
 #[cfg(CONFIG_KVM_ARM64_ASYNC_PF_KUNIT_TEST)]

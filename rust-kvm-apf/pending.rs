@@ -7,6 +7,8 @@
 //! in flight: a fetch keeps its slot until it finishes, even when the guest
 //! disables the feature meanwhile and will never hear of it.
 
+#![forbid(unsafe_code)]
+
 use kernel::bindings;
 
 /// How many pages one vCPU may wait for at once.

@@ -9,6 +9,7 @@ use kernel::prelude::*;
 mod waiters {
     use crate::block::{Block, PAGE_NOT_PRESENT, WAKE_ALL};
     use crate::waiters::{Parked, Ready, Waiters, SLOTS};
+    use kernel::prelude::*;
 
     fn enabled() -> Waiters {
         let mut w = Waiters::new();
@@ -35,8 +36,8 @@ mod waiters {
     }
 
     #[test]
-    fn ready_wakes_exactly_its_waiter() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn ready_wakes_exactly_its_waiter() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         let s1 = park(&mut w, &b, 11);
         let s2 = park(&mut w, &b, 22);
         assert_ne!(s1, s2);
@@ -50,15 +51,16 @@ mod waiters {
         assert_eq!(ready(&mut w, &b, 11), (Ready::Wake(s1), 0));
         w.release(s1);
         assert_eq!(w.sleepers(), 0);
+        Ok(())
     }
 
     #[test]
-    fn ready_before_the_waiter_sleeps() {
+    fn ready_before_the_waiter_sleeps() -> Result {
         // The PAGE_READY comes between parking and sleeping, and the CPU
         // takes another fault before the first context looks: the woken
         // slot is not reused, so that context still finds it woken, and
         // the second context's PAGE_READY wakes only that context.
-        let (mut w, b) = (enabled(), Block::new());
+        let (mut w, b) = (enabled(), Block::new()?);
         let s = park(&mut w, &b, 5);
         assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 0));
         let t = park(&mut w, &b, 6);
@@ -71,13 +73,14 @@ mod waiters {
         w.release(s);
         w.release(t);
         assert_eq!(w.sleepers(), 0);
+        Ok(())
     }
 
     #[test]
-    fn ready_before_not_present_is_consumed() {
+    fn ready_before_not_present_is_consumed() -> Result {
         // The PAGE_READY comes before the abort handler read the block:
         // the PAGE_NOT_PRESENT is dropped and the handler retries.
-        let (mut w, b) = (enabled(), Block::new());
+        let (mut w, b) = (enabled(), Block::new()?);
         b.host_not_present(9);
         assert_eq!(ready(&mut w, &b, 9), (Ready::Consumed, 0));
         assert_eq!(b.reason(), 0);
@@ -85,11 +88,12 @@ mod waiters {
         let s = w.stats();
         assert_eq!((s.not_present, s.ready, s.ready_first), (1, 1, 1));
         assert!(w.drained(&b));
+        Ok(())
     }
 
     #[test]
-    fn every_ready_is_consumed_once() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn every_ready_is_consumed_once() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         // No signal in the block: a spurious interrupt, nothing to ack.
         let mut acks = 0;
         assert_eq!(w.ready(&b, || acks += 1), Ready::Nothing);
@@ -99,11 +103,12 @@ mod waiters {
         assert_eq!(w.ready(&b, || acks += 1), Ready::Nothing);
         assert_eq!(acks, 0);
         assert_eq!(w.stats().ready, 1);
+        Ok(())
     }
 
     #[test]
-    fn acknowledged_only_when_the_host_holds_more() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn acknowledged_only_when_the_host_holds_more() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         let s = park(&mut w, &b, 3);
         let mut acks = 0;
         b.host_ready(3, true);
@@ -115,38 +120,41 @@ mod waiters {
         assert_eq!(acks, 1);
         let st = w.stats();
         assert_eq!((st.ready, st.acks), (2, 1));
+        Ok(())
     }
 
     #[test]
-    fn spurious_abort_retries() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn spurious_abort_retries() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         assert_eq!(w.not_present(&b, true), Parked::Retry);
         assert_eq!(w.stats().spurious, 1);
         // A disabled CPU parks nobody.
         let mut off = Waiters::new();
         b.host_not_present(3);
         assert_eq!(off.not_present(&b, true), Parked::Retry);
+        Ok(())
     }
 
     #[test]
-    fn an_abort_nobody_signalled_is_reported() {
+    fn an_abort_nobody_signalled_is_reported() -> Result {
         // On a CPU that takes no signals, an abort with nothing in the
         // block is not the host's: retrying it would loop forever.
-        let (mut off, b) = (Waiters::new(), Block::new());
+        let (mut off, b) = (Waiters::new(), Block::new()?);
         assert_eq!(off.not_present(&b, true), Parked::Unhandled);
         // Unless a signal was dropped before its abort got here: that one
         // abort retries, the next is reported.
-        let (mut w, b) = (enabled(), Block::new());
+        let (mut w, b) = (enabled(), Block::new()?);
         b.host_not_present(8);
         assert_eq!(ready(&mut w, &b, 8), (Ready::Consumed, 0));
         w.disable();
         assert_eq!(w.not_present(&b, true), Parked::Retry);
         assert_eq!(w.not_present(&b, true), Parked::Unhandled);
+        Ok(())
     }
 
     #[test]
-    fn wake_all_wakes_every_waiter_and_drops_the_unconsumed() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn wake_all_wakes_every_waiter_and_drops_the_unconsumed() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         let s1 = park(&mut w, &b, 1);
         let s2 = park(&mut w, &b, 2);
         // A PAGE_NOT_PRESENT of the host before, not consumed yet.
@@ -168,13 +176,14 @@ mod waiters {
         // The CPU still takes signals.
         let s = park(&mut w, &b, 4);
         assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 0));
+        Ok(())
     }
 
     #[test]
-    fn a_host_that_forgot_owes_nothing() {
+    fn a_host_that_forgot_owes_nothing() -> Result {
         // The VMM restored the vCPU without its register: what the source
         // owed will never come.
-        let (mut w, b) = (enabled(), Block::new());
+        let (mut w, b) = (enabled(), Block::new()?);
         let s1 = park(&mut w, &b, 1);
         let s2 = park(&mut w, &b, 2);
         assert_eq!(w.host_forgot(), (1 << s1) | (1 << s2));
@@ -189,11 +198,12 @@ mod waiters {
             (st.host_forgot, st.woken_by_wake_all, st.wake_alls),
             (1, 2, 0)
         );
+        Ok(())
     }
 
     #[test]
-    fn disable_wakes_every_waiter() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn disable_wakes_every_waiter() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         let s1 = park(&mut w, &b, 1);
         let s2 = park(&mut w, &b, 2);
         let woken = w.disable();
@@ -201,13 +211,14 @@ mod waiters {
         assert!(w.woken(s1) && w.woken(s2));
         assert!(!w.enabled());
         assert_eq!(w.stats().woken_by_disable, 2);
+        Ok(())
     }
 
     #[test]
-    fn a_polling_waiter_is_not_woken() {
+    fn a_polling_waiter_is_not_woken() -> Result {
         // A context that cannot sleep polls its slot: its PAGE_READY, or
         // disabling the CPU, marks the slot woken but asks for no wakeup.
-        let (mut w, b) = (enabled(), Block::new());
+        let (mut w, b) = (enabled(), Block::new()?);
         b.host_not_present(6);
         let p = match w.not_present(&b, false) {
             Parked::Wait(p) => p,
@@ -229,11 +240,12 @@ mod waiters {
             (st.sleeps, st.lowpower_waits, st.woken_by_disable),
             (1, 2, 2)
         );
+        Ok(())
     }
 
     #[test]
-    fn full_table_retries() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn full_table_retries() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         for token in 1..=SLOTS as u32 {
             park(&mut w, &b, token);
         }
@@ -242,11 +254,12 @@ mod waiters {
         assert_eq!(w.stats().overflow, 1);
         // Its PAGE_READY finds no waiter and is still consumed.
         assert_eq!(ready(&mut w, &b, 1000), (Ready::Consumed, 0));
+        Ok(())
     }
 
     #[test]
-    fn drain_fences_and_counts_what_is_owed() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn drain_fences_and_counts_what_is_owed() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         let s = park(&mut w, &b, 4);
         w.drain(&b);
         // The fence stops new PAGE_NOT_PRESENT.
@@ -259,11 +272,12 @@ mod waiters {
         assert!(w.drained(&b));
         // The fence stays up.
         assert_ne!(b.reason(), 0);
+        Ok(())
     }
 
     #[test]
-    fn consuming_while_draining_keeps_the_fence() {
-        let (mut w, b) = (enabled(), Block::new());
+    fn consuming_while_draining_keeps_the_fence() -> Result {
+        let (mut w, b) = (enabled(), Block::new()?);
         b.host_not_present(8);
         w.drain(&b);
         // An unconsumed signal stays.
@@ -275,5 +289,6 @@ mod waiters {
         assert_ne!(b.reason(), 0);
         assert_ne!(b.reason(), PAGE_NOT_PRESENT);
         assert_eq!(ready(&mut w, &b, 8), (Ready::Wake(s), 0));
+        Ok(())
     }
 }

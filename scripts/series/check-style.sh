@@ -34,7 +34,7 @@ checkpatch)
 	# Rust kernel crate, which that crate's entries cover.
 	while read -r f; do
 		case $f in
-		rust/kernel/*) who='(maintainer:' ;;
+		rust/*) who='(maintainer:' ;;
 		*) who='^rust-kvm-apf developers .*(maintainer:' ;;
 		esac
 		# grep reads it all: with -q it would stop at the first match
