@@ -17,6 +17,23 @@ pub(crate) const ADDR_MASK: u64 = bindings::KVM_ARM_APF_CTRL_ADDR_MASK;
 pub(crate) const BLOCK_SIZE: u64 = core::mem::size_of::<bindings::kvm_arm_apf_block>() as u64;
 const _: () = assert!(BLOCK_SIZE == 64 && ADDR_MASK & (BLOCK_SIZE - 1) == 0);
 
+/// What KVM reports of a stage-2 data abort, `struct kvm_apf_fault`.
+pub(crate) type Fault = bindings::kvm_apf_fault;
+
+/// Whether the facts of `fault` alone allow signalling it: the feature is
+/// offered (a VMM may hide it after the guest's register was restored,
+/// before the VM first runs), the access can be retried at the same address
+/// (a data abort, with a valid FAR, in AArch64), and PSTATE.I is clear.
+/// A vCPU with nested virtualization never has the register enabled: it is
+/// refused to it ([`Env::offered`]).
+pub(crate) fn fault_allows(fault: &Fault) -> bool {
+    fault.offered
+        && !fault.instruction
+        && !fault.far_unknown
+        && !fault.aarch32
+        && !fault.irqs_masked
+}
+
 /// Why a value was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
@@ -83,18 +100,17 @@ impl Ctrl {
         self.enabled() && (!el1 || self.0 & EL1 != 0)
     }
 
+    /// Whether `fault` is signalled: [`fault_allows`] it, the guest asked
+    /// for faults where it took this one, and, asked last as it takes a
+    /// lock, `ready_masked()` (the PPI disabled or below the priority mask)
+    /// is false: a context that could not take PAGE_READY could not wait
+    /// for it.
+    pub(crate) fn signals(self, fault: &Fault, ready_masked: impl FnOnce() -> bool) -> bool {
+        fault_allows(fault) && self.wants(fault.el1) && !ready_masked()
+    }
+
     /// The IPA of the control block.
     pub(crate) fn block(self) -> u64 {
         self.0 & ADDR_MASK
-    }
-}
-
-impl Env for kernel::kvm::Vcpu {
-    fn offered(&self) -> bool {
-        self.apf_offered()
-    }
-
-    fn is_ram(&self, gpa: u64, len: u64) -> bool {
-        kernel::kvm::Vcpu::is_ram(self, gpa, len)
     }
 }

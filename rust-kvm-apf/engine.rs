@@ -1,21 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The per-vCPU engine: queue a fault, fetch the page, deliver PAGE_READY.
+//!
+//! The engine reaches its vCPU, guest memory and the fetch's worker only
+//! through [`VcpuEnv`], which `kernel::kvm::Vcpu` implements in
+//! [`crate::vcpu`], and the KUnit suite with a guest of its own.
 
 #![forbid(unsafe_code)]
 
 use kernel::{
-    bindings,
-    kvm::{self, Vcpu, VcpuRef},
-    mm::Mm,
-    new_raw_spinlock_irq, new_work,
+    bindings, new_raw_spinlock_irq,
     prelude::*,
-    sync::{aref::ARef, Arc, ArcBorrow, RawSpinLockIrq},
-    workqueue::{Work, WorkItem},
+    sync::{Arc, ArcBorrow, RawSpinLockIrq},
 };
 
 use crate::{
-    ctrl::{self, Ctrl, Refused},
+    ctrl::{self, Ctrl, Fault, Refused},
     pending::{Full, Page, Pending, WAKE_ALL},
 };
 
@@ -31,6 +31,55 @@ const BLOCK_READY: u64 = block_offset!(ready_token);
 const BLOCK_MORE: u64 = block_offset!(more_ready);
 
 const PAGE_SHIFT: u32 = bindings::PAGE_SHIFT;
+
+/// What the engine keeps of its vCPU beyond a call from KVM.
+pub(crate) trait Kick {
+    /// Asks the vCPU to deliver ready pages, waking it if it waits.  Called
+    /// from any thread, under the engine's raw spinlock.
+    fn kick(&self);
+}
+
+/// The page a fetch brings in, and the token its PAGE_READY will carry.
+pub(crate) struct FetchReq {
+    /// The page's address in the VMM.
+    pub(crate) hva: usize,
+    /// Whether the guest's access writes.
+    pub(crate) write: bool,
+    /// Pages the vCPU's thread charged past `memory.high`, for the fetch
+    /// to reclaim.
+    pub(crate) over_high: u32,
+    /// The token of the PAGE_NOT_PRESENT.
+    pub(crate) token: u32,
+}
+
+/// What the engine needs of its vCPU during a call from KVM, which comes
+/// from the vCPU's thread or with `vcpu->mutex` held: the guest does not
+/// run meanwhile.
+pub(crate) trait VcpuEnv: ctrl::Env {
+    /// What the engine keeps of the vCPU.
+    type Kept: Kick;
+    /// A fetch allocated but not started.
+    type Fetch;
+
+    /// Reads a little-endian word of guest memory.
+    fn read_u32(&self, gpa: u64) -> Result<u32>;
+    /// Writes a little-endian word of guest memory.
+    fn write_u32(&self, gpa: u64, val: u32) -> Result;
+    /// Whether the PAGE_READY PPI is disabled or below the guest's
+    /// priority mask.
+    fn ready_masked(&self) -> bool;
+    /// Makes the vCPU deliver ready pages before it next enters the guest.
+    fn request_ready(&self);
+    /// Maps the page at `ipa` at stage 2 if it is in; never waits.
+    fn map_present(&self, ipa: u64, write: bool) -> Result;
+    /// Makes the PAGE_READY PPI pending.
+    fn signal_ready(&self) -> Result;
+    /// Allocates the fetch of `req`, which calls [`VcpuApf::fetched`] on
+    /// `apf` once the page is in.
+    fn new_fetch(&self, apf: Arc<VcpuApf<Self::Kept>>, req: FetchReq) -> Result<Self::Fetch>;
+    /// Starts a fetch that [`VcpuEnv::new_fetch`] allocated.
+    fn start_fetch(&self, fetch: Self::Fetch);
+}
 
 /// What became of a fault; the numbers are `enum kvm_apf_outcome`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,17 +153,17 @@ impl Signal {
 /// preemption disabled, where a `spinlock_t` would sleep on PREEMPT_RT.
 /// Nothing under it sleeps or touches guest memory.
 #[pin_data]
-pub(crate) struct VcpuApf {
+pub(crate) struct VcpuApf<K> {
     /// Used by work items only while `attached`, under the lock.
-    vcpu: VcpuRef,
+    vcpu: K,
     #[pin]
     state: RawSpinLockIrq<State>,
 }
 
-impl VcpuApf {
+impl<K: Kick> VcpuApf<K> {
     /// The state of a new vCPU, `vcpu`: disabled.  [`VcpuApf::detach`]
     /// must be called before the vCPU goes.
-    pub(crate) fn new(vcpu: VcpuRef) -> Result<Arc<Self>> {
+    pub(crate) fn new(vcpu: K) -> Result<Arc<Self>> {
         Arc::pin_init(
             pin_init!(VcpuApf {
                 vcpu,
@@ -132,7 +181,7 @@ impl VcpuApf {
     }
 
     /// The vCPU this state belongs to.
-    pub(crate) fn vcpu(&self) -> &VcpuRef {
+    pub(crate) fn vcpu(&self) -> &K {
         &self.vcpu
     }
 
@@ -154,7 +203,7 @@ impl VcpuApf {
     /// Sets the control register as the guest does: a refused value
     /// disables the feature.  Disabling never touches guest memory, so a
     /// vCPU reset may call this with preemption disabled.
-    pub(crate) fn set_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
+    pub(crate) fn set_ctrl(&self, vcpu: &impl VcpuEnv<Kept = K>, val: u64) -> Result<(), Refused> {
         let parsed = Ctrl::parse(val, vcpu);
         self.apply(vcpu, parsed.unwrap_or(Ctrl::DISABLED));
         parsed.map(|_| ())
@@ -164,7 +213,11 @@ impl VcpuApf {
     /// changes nothing.  The value it already has changes nothing either:
     /// a VMM writes every register back after it merely looked at them
     /// (QEMU's monitor, a debugger), and nothing was lost then.
-    pub(crate) fn restore_ctrl(&self, vcpu: &Vcpu, val: u64) -> Result<(), Refused> {
+    pub(crate) fn restore_ctrl(
+        &self,
+        vcpu: &impl VcpuEnv<Kept = K>,
+        val: u64,
+    ) -> Result<(), Refused> {
         let ctrl = Ctrl::parse(val, vcpu)?;
         if self.state.lock().ctrl != ctrl {
             self.apply(vcpu, ctrl);
@@ -177,7 +230,7 @@ impl VcpuApf {
     /// its contexts may wait on tokens of another host, which nothing here
     /// will ever signal; after its own write, nothing waits and the
     /// wake-all is a no-op.
-    fn apply(&self, vcpu: &Vcpu, ctrl: Ctrl) {
+    fn apply(&self, vcpu: &impl VcpuEnv<Kept = K>, ctrl: Ctrl) {
         let mut s = self.state.lock();
         s.ctrl = ctrl;
         s.lost_retried = false;
@@ -218,7 +271,7 @@ impl VcpuApf {
     /// the memslots already say the block is guest RAM again (they changed
     /// after the access failed, and after their hook looked), ask for
     /// delivery once more.
-    fn block_lost(&self, vcpu: &Vcpu) {
+    fn block_lost(&self, vcpu: &impl VcpuEnv<Kept = K>) {
         let block = {
             let mut s = self.state.lock();
             if !s.ctrl.enabled() {
@@ -236,9 +289,14 @@ impl VcpuApf {
         }
     }
 
-    /// Whether a fault taken at EL1 (`el1`) or EL0 could be signalled.
-    pub(crate) fn wants(&self, el1: bool) -> bool {
-        self.state.lock().ctrl.wants(el1)
+    /// Whether `fault` could be signalled (see [`Ctrl::signals`]).  Most
+    /// faults are ruled out by their facts, before the lock.
+    pub(crate) fn wants(&self, vcpu: &impl VcpuEnv<Kept = K>, fault: &Fault) -> bool {
+        if !ctrl::fault_allows(fault) {
+            return false;
+        }
+        let ctrl = self.state.lock().ctrl;
+        ctrl.signals(fault, || vcpu.ready_masked())
     }
 
     /// Signals PAGE_NOT_PRESENT for the page at `ipa`, mapped at `hva` in
@@ -248,7 +306,7 @@ impl VcpuApf {
     /// and keeps the reclaim.
     pub(crate) fn queue(
         self: ArcBorrow<'_, Self>,
-        vcpu: &Vcpu,
+        vcpu: &impl VcpuEnv<Kept = K>,
         ipa: u64,
         hva: usize,
         write: bool,
@@ -287,19 +345,13 @@ impl VcpuApf {
             Err(full) => return full.into(),
         };
 
-        let apf: Arc<Self> = self.into();
-        let fetch = Arc::pin_init(
-            pin_init!(Fetch {
-                work <- new_work!("kvm_apf::Fetch"),
-                apf,
-                mm: vcpu.mm(),
-                hva,
-                write,
-                over_high,
-                token,
-            }),
-            GFP_KERNEL_ACCOUNT,
-        );
+        let req = FetchReq {
+            hva,
+            write,
+            over_high,
+            token,
+        };
+        let fetch = vcpu.new_fetch(self.into(), req);
         let signalled = fetch.is_ok()
             && vcpu.write_u32(block + BLOCK_TOKEN, token).is_ok()
             && vcpu
@@ -307,8 +359,7 @@ impl VcpuApf {
                 .is_ok();
         match fetch {
             Ok(fetch) if signalled => {
-                // A fresh work item is never already queued.
-                let _ = vcpu.fetch_queue().enqueue(fetch);
+                vcpu.start_fetch(fetch);
                 Outcome::Queued(token)
             }
             Ok(_) => {
@@ -324,8 +375,8 @@ impl VcpuApf {
         }
     }
 
-    /// Called by a work item when the page for `token` is in.
-    fn fetched(&self, token: u32) {
+    /// Called by the fetch for `token` when its page is in.
+    pub(crate) fn fetched(&self, token: u32) {
         let mut s = self.state.lock();
         if s.pending.complete(token) && s.attached {
             self.vcpu.kick();
@@ -341,7 +392,7 @@ impl VcpuApf {
     /// interrupt cannot be raised, until the next request.  One that could
     /// not be written to the block is replaced by a wake-all, delivered
     /// once the block is guest RAM again.
-    pub(crate) fn deliver_ready(&self, vcpu: &Vcpu) -> u32 {
+    pub(crate) fn deliver_ready(&self, vcpu: &impl VcpuEnv<Kept = K>) -> u32 {
         let (ctrl, signal, more, seq) = {
             let s = self.state.lock();
             if !s.ctrl.enabled() {
@@ -417,7 +468,7 @@ impl VcpuApf {
     }
 
     /// The guest acknowledged a PAGE_READY: it asks for the next one.
-    pub(crate) fn ack(&self, vcpu: &Vcpu) {
+    pub(crate) fn ack(&self, vcpu: &impl VcpuEnv<Kept = K>) {
         let more = {
             let s = self.state.lock();
             s.ctrl.enabled() && (s.wake_all || s.pending.next_ready().is_some())
@@ -425,31 +476,5 @@ impl VcpuApf {
         if more {
             vcpu.request_ready();
         }
-    }
-}
-
-/// The fetch of one page, run by a work item.
-#[pin_data]
-struct Fetch {
-    #[pin]
-    work: Work<Fetch>,
-    apf: Arc<VcpuApf>,
-    mm: ARef<Mm>,
-    hva: usize,
-    write: bool,
-    over_high: u32,
-    token: u32,
-}
-
-kernel::impl_has_work! {
-    impl HasWork<Self> for Fetch { self.work }
-}
-
-impl WorkItem for Fetch {
-    type Pointer = Arc<Fetch>;
-
-    fn run(this: Arc<Fetch>) {
-        kvm::fault_in(&this.mm, this.hva, this.write, this.over_high);
-        this.apf.fetched(this.token);
     }
 }

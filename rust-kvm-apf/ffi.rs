@@ -2,7 +2,7 @@
 
 //! The functions KVM's C code calls, declared in `asm/kvm_apf.h`.
 //!
-//! A vCPU's engine state is an `Arc<VcpuApf>` that C holds as a
+//! A vCPU's engine state is an `Arc<VcpuApf<VcpuRef>>` that C holds as a
 //! `struct kvm_apf_vcpu *`, from `kvm_apf_vcpu_create()` until
 //! `kvm_apf_vcpu_destroy()`.  Each function turns it back into the
 //! engine's types and calls safe code; the state knows its vCPU.
@@ -17,17 +17,20 @@ use kernel::{
 
 use crate::engine::{Outcome, VcpuApf};
 
+/// The engine state of a KVM vCPU.
+type Apf = VcpuApf<VcpuRef>;
+
 /// The engine state `apf` stands for.
 ///
 /// # Safety
 ///
 /// `apf` must come from `kvm_apf_vcpu_create()` and not be passed to
 /// `kvm_apf_vcpu_destroy()` for `'a`: the duration of a call from KVM.
-unsafe fn engine<'a>(apf: *const kvm_apf_vcpu) -> ArcBorrow<'a, VcpuApf> {
+unsafe fn engine<'a>(apf: *const kvm_apf_vcpu) -> ArcBorrow<'a, Apf> {
     // SAFETY: `apf` came from `into_foreign()` in `kvm_apf_vcpu_create()`,
     // and the reference it stands for is only given up by
     // `kvm_apf_vcpu_destroy()`, so it outlives the call.
-    unsafe { <Arc<VcpuApf> as ForeignOwnable>::borrow(apf.cast_mut().cast()) }
+    unsafe { <Arc<Apf> as ForeignOwnable>::borrow(apf.cast_mut().cast()) }
 }
 
 /// The engine state `apf` stands for, and its vCPU.
@@ -36,7 +39,7 @@ unsafe fn engine<'a>(apf: *const kvm_apf_vcpu) -> ArcBorrow<'a, VcpuApf> {
 ///
 /// As for `engine()`, and for `'a` the caller must be the vCPU's thread or
 /// hold `vcpu->mutex`.
-unsafe fn state<'a>(apf: *const kvm_apf_vcpu) -> (ArcBorrow<'a, VcpuApf>, &'a Vcpu) {
+unsafe fn state<'a>(apf: *const kvm_apf_vcpu) -> (ArcBorrow<'a, Apf>, &'a Vcpu) {
     // SAFETY: As the caller guarantees.
     let apf = unsafe { engine(apf) };
     // SAFETY: KVM destroys the state before it frees the vCPU, so the vCPU
@@ -57,7 +60,7 @@ pub unsafe extern "C" fn kvm_apf_vcpu_create(vcpu: *mut bindings::kvm_vcpu) -> *
     // detaches from it first, so the reference is not used past the vCPU's
     // life; nothing else uses the vCPU during its creation.
     let vcpu = unsafe { VcpuRef::new(Vcpu::from_raw(vcpu)) };
-    match VcpuApf::new(vcpu) {
+    match Apf::new(vcpu) {
         Ok(apf) => apf.into_foreign().cast(),
         Err(_) => core::ptr::null_mut(),
     }
@@ -76,7 +79,7 @@ pub unsafe extern "C" fn kvm_apf_vcpu_destroy(apf: *mut kvm_apf_vcpu) {
     }
     // SAFETY: The caller hands back the reference `kvm_apf_vcpu_create()`
     // made with `into_foreign()`.
-    let apf = unsafe { <Arc<VcpuApf> as ForeignOwnable>::from_foreign(apf.cast()) };
+    let apf = unsafe { <Arc<Apf> as ForeignOwnable>::from_foreign(apf.cast()) };
     apf.detach();
 }
 
@@ -118,16 +121,24 @@ pub unsafe extern "C" fn kvm_apf_set_ctrl(
     }
 }
 
-/// Whether a fault taken at EL1 (`el1`) or EL0 could be signalled.
+/// Whether the stage-2 data abort `fault` describes could be signalled.
 ///
 /// # Safety
 ///
-/// As for `engine()`.
+/// As for `state()`, from the vCPU's thread; `fault` must be valid for
+/// reads.
 #[export]
-pub unsafe extern "C" fn kvm_apf_wants(apf: *const kvm_apf_vcpu, el1: bool) -> bool {
-    // SAFETY: The caller passes a valid `apf` from a call KVM makes.
-    let apf = unsafe { engine(apf) };
-    apf.wants(el1)
+pub unsafe extern "C" fn kvm_apf_wants(
+    apf: *const kvm_apf_vcpu,
+    fault: *const bindings::kvm_apf_fault,
+) -> bool {
+    // SAFETY: The caller passes a valid `apf` from the vCPU's thread.
+    let (apf, vcpu) = unsafe { state(apf) };
+    // SAFETY: The caller passes a pointer to an initialised, aligned
+    // `struct kvm_apf_fault`, valid for reads for the call; its C bools are
+    // 0 or 1, as Rust's are.
+    let fault = unsafe { &*fault };
+    apf.wants(vcpu, fault)
 }
 
 /// Signals PAGE_NOT_PRESENT and queues the fetch, which takes over the

@@ -11,7 +11,8 @@
 //!
 //! - [`ctrl`]: the control register and its validation,
 //! - [`pending`]: the pages a vCPU waits for and their tokens,
-//! - [`engine`]: queueing, fetching and delivery,
+//! - [`engine`]: queueing, fetching and delivery, over [`engine::VcpuEnv`],
+//! - [`vcpu`]: that environment on a KVM vCPU, and the fetch's work item,
 //! - [`ffi`]: the entry points KVM's C code calls, the only `unsafe`.
 //!
 //! What the engine needs from KVM comes from `kernel::kvm`.
@@ -20,6 +21,7 @@ mod ctrl;
 mod engine;
 pub mod ffi;
 mod pending;
+mod vcpu;
 
 #[cfg(CONFIG_KVM_ARM64_ASYNC_PF_KUNIT_TEST)]
 mod tests;

@@ -6,7 +6,7 @@ use kernel::prelude::*;
 
 #[kunit_tests(kvm_arm64_apf_ctrl)]
 mod ctrl {
-    use crate::ctrl::{Ctrl, Env, Refused, ADDR_MASK, EL1, ENABLE};
+    use crate::ctrl::{Ctrl, Env, Fault, Refused, ADDR_MASK, EL1, ENABLE};
 
     /// A VM whose RAM is `[base, base + size)`.
     struct Vm {
@@ -103,6 +103,62 @@ mod ctrl {
         assert!(el1.wants(false));
         assert!(el1.wants(true));
         assert!(!Ctrl::DISABLED.wants(false));
+    }
+
+    /// A data abort at EL0, in AArch64, with a valid FAR, interrupts
+    /// unmasked: what the guest may be told of.
+    fn signalled() -> Fault {
+        Fault {
+            offered: true,
+            instruction: false,
+            far_unknown: false,
+            aarch32: false,
+            el1: false,
+            irqs_masked: false,
+        }
+    }
+
+    /// Each fact alone keeps a fault from being signalled; with none, it is
+    /// signalled where the guest asked, and the PPI's state is asked last.
+    #[test]
+    fn each_fact_alone_keeps_a_fault_unsignalled() {
+        let el0 = Ctrl::parse(0x8000_0000 | ENABLE, &VM).unwrap();
+        let el1 = Ctrl::parse(0x8000_0000 | ENABLE | EL1, &VM).unwrap();
+        assert!(el0.signals(&signalled(), || false));
+        assert!(!el0.signals(&signalled(), || true));
+        assert!(!Ctrl::DISABLED.signals(&signalled(), || false));
+        let facts: [fn(&mut Fault); 5] = [
+            |f| f.offered = false,
+            |f| f.instruction = true,
+            |f| f.far_unknown = true,
+            |f| f.aarch32 = true,
+            |f| f.irqs_masked = true,
+        ];
+        // Each fact alone rules the fault out, without asking for the
+        // PPI's state, which takes a lock.
+        for set in facts {
+            let mut f = signalled();
+            set(&mut f);
+            let mut asked = false;
+            assert!(!el1.signals(&f, || {
+                asked = true;
+                false
+            }));
+            assert!(!asked);
+        }
+        let at_el1 = Fault {
+            el1: true,
+            ..signalled()
+        };
+        assert!(!el0.signals(&at_el1, || false));
+        assert!(el1.signals(&at_el1, || false));
+        // The lock is not taken for a fault the other facts rule out.
+        let mut asked = false;
+        assert!(!el0.signals(&at_el1, || {
+            asked = true;
+            false
+        }));
+        assert!(!asked);
     }
 }
 
@@ -260,5 +316,470 @@ mod pending {
         assert_eq!(p.ready(), 1);
         p.clear();
         assert_eq!(p.ready(), 0);
+    }
+}
+
+/// The engine's protocol with a guest: PAGE_NOT_PRESENT, the fetch,
+/// PAGE_READY and its acknowledgment, the wake-all, and what the host and
+/// the guest race on.  The guest is a control block in a [`Guest`], which
+/// also records what the engine asks of KVM.
+#[kunit_tests(kvm_arm64_apf_engine)]
+mod engine {
+    use core::{
+        cell::{Cell, RefCell},
+        mem::offset_of,
+    };
+    use kernel::{bindings, bindings::kvm_arm_apf_block as Block, prelude::*, sync::Arc};
+
+    use crate::{
+        ctrl::{Env, Fault, ENABLE},
+        engine::{FetchReq, Kick, Outcome, VcpuApf, VcpuEnv},
+        pending::WAKE_ALL,
+    };
+
+    /// The control block's IPA.
+    const BLOCK: u64 = 0x8000_0000;
+    const REASON: u64 = BLOCK + offset_of!(Block, reason) as u64;
+    const TOKEN: u64 = BLOCK + offset_of!(Block, token) as u64;
+    const READY: u64 = BLOCK + offset_of!(Block, ready_token) as u64;
+    const MORE: u64 = BLOCK + offset_of!(Block, more_ready) as u64;
+    const NOT_PRESENT: u32 = bindings::KVM_ARM_APF_PAGE_NOT_PRESENT;
+    /// More fetches than any test starts.
+    const FETCHES: usize = 8;
+
+    /// Counts the times a fetch asked the vCPU to deliver.
+    #[derive(Default)]
+    struct Kicks(Cell<u32>);
+
+    impl Kick for Kicks {
+        fn kick(&self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    type Apf = VcpuApf<Kicks>;
+
+    /// What happens on the host while the engine writes the block.
+    #[derive(Clone, Copy)]
+    enum Race {
+        /// The fetch of this token finishes.
+        Fetched(u32),
+        /// The VMM removes the block's memory.
+        BlockGone,
+        /// The memslots hook sees the block's memory gone, and it is back.
+        BlockFlickers,
+    }
+
+    /// A guest whose memory is its control block, and the KVM the engine
+    /// talks to.
+    struct Guest {
+        block: RefCell<[u32; 16]>,
+        present: Cell<bool>,
+        masked: Cell<bool>,
+        irq_fails: Cell<bool>,
+        alloc_fails: Cell<bool>,
+        race: Cell<Option<Race>>,
+        apf: Arc<Apf>,
+        irqs: Cell<u32>,
+        requests: Cell<u32>,
+        mapped: RefCell<KVec<(u64, bool)>>,
+        fetches: RefCell<KVec<FetchReq>>,
+    }
+
+    impl Guest {
+        fn new() -> Result<(Guest, Arc<Apf>)> {
+            let apf = Apf::new(Kicks::default())?;
+            let g = Guest {
+                block: RefCell::new([0; 16]),
+                present: Cell::new(true),
+                masked: Cell::new(false),
+                irq_fails: Cell::new(false),
+                alloc_fails: Cell::new(false),
+                race: Cell::new(None),
+                apf: apf.clone(),
+                irqs: Cell::new(0),
+                requests: Cell::new(0),
+                mapped: RefCell::new(KVec::with_capacity(FETCHES, GFP_KERNEL)?),
+                fetches: RefCell::new(KVec::with_capacity(FETCHES, GFP_KERNEL)?),
+            };
+            Ok((g, apf))
+        }
+
+        /// A guest that enabled the feature and took the wake-all its
+        /// enable is owed.
+        fn enabled() -> Result<(Guest, Arc<Apf>)> {
+            let (g, apf) = Guest::new()?;
+            apf.set_ctrl(&g, BLOCK | ENABLE).map_err(|_| EINVAL)?;
+            if apf.deliver_ready(&g) != WAKE_ALL || g.take_ready(&apf) != WAKE_ALL {
+                return Err(EINVAL);
+            }
+            Ok((g, apf))
+        }
+
+        fn word(&self, gpa: u64) -> u32 {
+            self.block.borrow()[((gpa - BLOCK) / 4) as usize]
+        }
+
+        fn set_word(&self, gpa: u64, val: u32) {
+            self.block.borrow_mut()[((gpa - BLOCK) / 4) as usize] = val;
+        }
+
+        /// The guest takes PAGE_READY: clears `ready` and acknowledges.
+        fn take_ready(&self, apf: &Apf) -> u32 {
+            let token = self.word(READY);
+            self.set_word(READY, 0);
+            apf.ack(self);
+            token
+        }
+
+        /// The page at `ipa` faults and is signalled; the guest consumes
+        /// the signal.  Returns its token.
+        fn fault(&self, ipa: u64) -> Result<u32> {
+            let Outcome::Queued(token) = self.queue(ipa) else {
+                return Err(EINVAL);
+            };
+            if self.word(REASON) != NOT_PRESENT || self.word(TOKEN) != token {
+                return Err(EINVAL);
+            }
+            self.set_word(REASON, 0);
+            Ok(token)
+        }
+
+        /// The page at `ipa` faults on a read.
+        fn queue(&self, ipa: u64) -> Outcome {
+            self.apf.as_arc_borrow().queue(self, ipa, 0x1000, false, 0)
+        }
+
+        fn kicks(apf: &Apf) -> u32 {
+            apf.vcpu().0.get()
+        }
+
+        fn in_block(&self, gpa: u64) -> Result {
+            if self.present.get() && (BLOCK..BLOCK + 64).contains(&gpa) {
+                Ok(())
+            } else {
+                Err(EFAULT)
+            }
+        }
+    }
+
+    impl Env for Guest {
+        fn offered(&self) -> bool {
+            true
+        }
+
+        fn is_ram(&self, gpa: u64, len: u64) -> bool {
+            self.present.get() && gpa == BLOCK && len <= 64
+        }
+    }
+
+    impl VcpuEnv for Guest {
+        type Kept = Kicks;
+        type Fetch = FetchReq;
+
+        fn read_u32(&self, gpa: u64) -> Result<u32> {
+            self.in_block(gpa)?;
+            Ok(self.word(gpa))
+        }
+
+        fn write_u32(&self, gpa: u64, val: u32) -> Result {
+            match self.race.take() {
+                Some(Race::Fetched(token)) => self.apf.fetched(token),
+                Some(Race::BlockGone) => self.present.set(false),
+                Some(Race::BlockFlickers) => self.apf.memslots_changed(BLOCK | ENABLE, false),
+                None => {}
+            }
+            self.in_block(gpa)?;
+            self.set_word(gpa, val);
+            Ok(())
+        }
+
+        fn ready_masked(&self) -> bool {
+            self.masked.get()
+        }
+
+        fn request_ready(&self) {
+            self.requests.set(self.requests.get() + 1);
+        }
+
+        fn map_present(&self, ipa: u64, write: bool) -> Result {
+            self.mapped.borrow_mut().push((ipa, write), GFP_KERNEL)?;
+            Ok(())
+        }
+
+        fn signal_ready(&self) -> Result {
+            if self.irq_fails.get() {
+                return Err(EBUSY);
+            }
+            self.irqs.set(self.irqs.get() + 1);
+            Ok(())
+        }
+
+        fn new_fetch(&self, _apf: Arc<Apf>, req: FetchReq) -> Result<FetchReq> {
+            if self.alloc_fails.get() {
+                return Err(ENOMEM);
+            }
+            Ok(req)
+        }
+
+        fn start_fetch(&self, fetch: FetchReq) {
+            // Within the capacity reserved in `Guest::new()`: cannot fail.
+            let _ = self.fetches.borrow_mut().push(fetch, GFP_KERNEL);
+        }
+    }
+
+    #[test]
+    fn enable_owes_a_wake_all_first() -> Result {
+        let (g, apf) = Guest::new()?;
+        assert_eq!(apf.set_ctrl(&g, BLOCK | ENABLE), Ok(()));
+        assert_eq!(g.requests.get(), 1);
+        // No fault is signalled before the guest had its wake-all.
+        assert_eq!(g.queue(0x4000_0000), Outcome::Busy);
+        assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
+        assert_eq!(g.word(READY), WAKE_ALL);
+        assert_eq!(g.irqs.get(), 1);
+        assert!(g.mapped.borrow().is_empty());
+        assert_eq!(g.take_ready(&apf), WAKE_ALL);
+        // Nothing else is owed.
+        assert_eq!(g.requests.get(), 1);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn fault_is_fetched_mapped_and_signalled_ready() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let ipa = 0x4000_1234;
+        let Outcome::Queued(token) = apf.as_arc_borrow().queue(&g, ipa, 0xabc000, true, 3) else {
+            return Err(EINVAL);
+        };
+        assert_eq!(g.word(REASON), NOT_PRESENT);
+        assert_eq!(g.word(TOKEN), token);
+        {
+            let fetches = g.fetches.borrow();
+            assert_eq!(fetches.len(), 1);
+            let f = &fetches[0];
+            assert_eq!(
+                (f.hva, f.write, f.over_high, f.token),
+                (0xabc000, true, 3, token)
+            );
+        }
+        // Nothing is ready until the fetch is done.
+        assert_eq!(apf.deliver_ready(&g), 0);
+        apf.fetched(token);
+        assert_eq!(Guest::kicks(&apf), 1);
+        let irqs = g.irqs.get();
+        assert_eq!(apf.deliver_ready(&g), token);
+        assert_eq!(g.word(READY), token);
+        assert_eq!(g.word(MORE), 0);
+        assert_eq!(g.irqs.get(), irqs + 1);
+        // The page is mapped before the guest retries, for the same access.
+        assert_eq!(&g.mapped.borrow()[..], &[(0x4000_1000, true)]);
+        assert_eq!(g.take_ready(&apf), token);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn not_present_waits_for_the_guest_to_consume_the_last() -> Result {
+        let (g, _) = Guest::enabled()?;
+        let q = |ipa| g.queue(ipa);
+        assert!(matches!(q(0x4000_0000), Outcome::Queued(_)));
+        assert_eq!(q(0x4000_1000), Outcome::Busy);
+        g.set_word(REASON, 0);
+        assert!(matches!(q(0x4000_1000), Outcome::Queued(_)));
+        g.set_word(REASON, 0);
+        // The same page again is not fetched twice.
+        assert_eq!(q(0x4000_1000), Outcome::Duplicate);
+        assert_eq!(g.fetches.borrow().len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn ready_behind_an_unconsumed_ready_is_announced_by_more() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        let b = g.fault(0x4000_1000)?;
+        apf.fetched(a);
+        apf.fetched(b);
+        assert_eq!(apf.deliver_ready(&g), a);
+        assert_eq!(g.word(MORE), 1);
+        // The guest has not taken `a`: `b` waits, and says so again.
+        g.set_word(MORE, 0);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        assert_eq!(g.word(READY), a);
+        assert_eq!(g.word(MORE), 1);
+        let requests = g.requests.get();
+        assert_eq!(g.take_ready(&apf), a);
+        assert_eq!(g.requests.get(), requests + 1);
+        assert_eq!(apf.deliver_ready(&g), b);
+        assert_eq!(g.word(MORE), 0);
+        Ok(())
+    }
+
+    /// A fetch that finishes while PAGE_READY of another is written is
+    /// neither lost nor delivered over it.
+    #[test]
+    fn fetch_done_during_a_delivery_is_not_lost() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        let b = g.fault(0x4000_1000)?;
+        apf.fetched(a);
+        let kicks = Guest::kicks(&apf);
+        g.race.set(Some(Race::Fetched(b)));
+        assert_eq!(apf.deliver_ready(&g), a);
+        // It asked for a delivery, which finds `a` not taken yet.
+        assert_eq!(Guest::kicks(&apf), kicks + 1);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        assert_eq!(g.word(MORE), 1);
+        assert_eq!(g.take_ready(&apf), a);
+        assert_eq!(apf.deliver_ready(&g), b);
+        Ok(())
+    }
+
+    /// The block's memory goes away: the guest is owed a wake-all for the
+    /// signals it lost, delivered once the memory is back.
+    #[test]
+    fn lost_block_owes_a_wake_all() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        apf.fetched(a);
+        g.present.set(false);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        // While the block is gone, no fault is signalled.
+        assert_eq!(g.queue(0x4000_1000), Outcome::Busy);
+        g.present.set(true);
+        let kicks = Guest::kicks(&apf);
+        apf.memslots_changed(BLOCK | ENABLE, true);
+        assert_eq!(Guest::kicks(&apf), kicks + 1);
+        assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
+        assert_eq!(g.take_ready(&apf), WAKE_ALL);
+        // `a` was forgotten: the wake-all woke its waiter.
+        assert_eq!(apf.deliver_ready(&g), 0);
+        Ok(())
+    }
+
+    /// The block goes between the check that the guest consumed the last
+    /// PAGE_NOT_PRESENT and the write of the next: the fault is resolved
+    /// synchronously, its token freed, and a wake-all owed.
+    #[test]
+    fn block_gone_while_not_present_is_written() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        g.race.set(Some(Race::BlockGone));
+        assert_eq!(g.queue(0x4000_0000), Outcome::Error);
+        assert!(g.fetches.borrow().is_empty());
+        g.present.set(true);
+        apf.memslots_changed(BLOCK | ENABLE, true);
+        assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
+        g.take_ready(&apf);
+        // The page's token was given back: it can fault again.
+        g.fault(0x4000_0000)?;
+        Ok(())
+    }
+
+    /// A wake-all owed again while one is written stays owed after it.
+    #[test]
+    fn wake_all_owed_during_its_delivery_stays_owed() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        apf.fetched(a);
+        g.present.set(false);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        g.present.set(true);
+        g.race.set(Some(Race::BlockFlickers));
+        assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
+        let requests = g.requests.get();
+        assert_eq!(g.take_ready(&apf), WAKE_ALL);
+        assert_eq!(g.requests.get(), requests + 1);
+        assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
+        Ok(())
+    }
+
+    /// Without its interrupt the guest would never look at `ready`.
+    #[test]
+    fn signal_without_its_interrupt_stays_owed() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        apf.fetched(a);
+        g.irq_fails.set(true);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        assert_eq!(g.word(READY), 0);
+        g.irq_fails.set(false);
+        assert_eq!(apf.deliver_ready(&g), a);
+        Ok(())
+    }
+
+    #[test]
+    fn allocation_failure_signals_nothing() -> Result {
+        let (g, _) = Guest::enabled()?;
+        g.alloc_fails.set(true);
+        assert_eq!(g.queue(0x4000_0000), Outcome::Error);
+        assert_eq!(g.word(REASON), 0);
+        g.alloc_fails.set(false);
+        // The page's token was given back.
+        g.fault(0x4000_0000)?;
+        Ok(())
+    }
+
+    /// A guest that disables the feature, and a vCPU being destroyed,
+    /// forget what was in flight; a fetch that finishes later is ignored.
+    #[test]
+    fn disable_and_detach_forget_fetches_in_flight() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        assert_eq!(apf.set_ctrl(&g, 0), Ok(()));
+        apf.fetched(a);
+        assert_eq!(apf.deliver_ready(&g), 0);
+
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        let kicks = Guest::kicks(&apf);
+        apf.detach();
+        apf.fetched(a);
+        assert_eq!(Guest::kicks(&apf), kicks);
+        assert_eq!(apf.ctrl(), 0);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        Ok(())
+    }
+
+    /// A VMM writing back the value it read loses nothing; restoring
+    /// another value drops what was pending and owes a wake-all.
+    #[test]
+    fn restore_of_the_same_value_keeps_pending_pages() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let a = g.fault(0x4000_0000)?;
+        apf.fetched(a);
+        assert_eq!(apf.restore_ctrl(&g, BLOCK | ENABLE), Ok(()));
+        assert_eq!(apf.deliver_ready(&g), a);
+        g.take_ready(&apf);
+
+        let b = g.fault(0x4000_1000)?;
+        apf.fetched(b);
+        assert_eq!(
+            apf.restore_ctrl(&g, BLOCK | ENABLE | crate::ctrl::EL1),
+            Ok(())
+        );
+        assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
+        g.take_ready(&apf);
+        assert_eq!(apf.deliver_ready(&g), 0);
+        Ok(())
+    }
+
+    /// A fault in a context that cannot take PAGE_READY is not signalled.
+    #[test]
+    fn masked_page_ready_keeps_faults_synchronous() -> Result {
+        let (g, apf) = Guest::enabled()?;
+        let fault = Fault {
+            offered: true,
+            instruction: false,
+            far_unknown: false,
+            aarch32: false,
+            el1: false,
+            irqs_masked: false,
+        };
+        assert!(apf.wants(&g, &fault));
+        g.masked.set(true);
+        assert!(!apf.wants(&g, &fault));
+        Ok(())
     }
 }
