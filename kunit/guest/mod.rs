@@ -17,12 +17,13 @@ mod waiters {
         w
     }
 
-    /// Parks a context that sleeps on `token`, as the abort handler does.
-    fn park(w: &mut Waiters, b: &Block, token: u32) -> usize {
+    /// Parks a context that sleeps on `token`, as the abort handler does;
+    /// one that is not parked fails the test.
+    fn park(w: &mut Waiters, b: &Block, token: u32) -> Result<usize> {
         b.host_not_present(token);
         match w.not_present(b, true) {
-            Parked::Wait(slot) => slot,
-            Parked::Retry | Parked::Unhandled => panic!("token {token} not parked"),
+            Parked::Wait(slot) => Ok(slot),
+            Parked::Retry | Parked::Unhandled => Err(EINVAL),
         }
     }
 
@@ -38,9 +39,9 @@ mod waiters {
     #[test]
     fn ready_wakes_exactly_its_waiter() -> Result {
         let (mut w, b) = (enabled(), Block::new()?);
-        let s1 = park(&mut w, &b, 11);
-        let s2 = park(&mut w, &b, 22);
-        assert_ne!(s1, s2);
+        let s1 = park(&mut w, &b, 11)?;
+        let s2 = park(&mut w, &b, 22)?;
+        assert!(s1 != s2);
         // The abort handler consumed the reason.
         assert_eq!(b.reason(), 0);
         assert_eq!(ready(&mut w, &b, 22), (Ready::Wake(s2), 0));
@@ -61,10 +62,10 @@ mod waiters {
         // slot is not reused, so that context still finds it woken, and
         // the second context's PAGE_READY wakes only that context.
         let (mut w, b) = (enabled(), Block::new()?);
-        let s = park(&mut w, &b, 5);
+        let s = park(&mut w, &b, 5)?;
         assert_eq!(ready(&mut w, &b, 5), (Ready::Wake(s), 0));
-        let t = park(&mut w, &b, 6);
-        assert_ne!(s, t);
+        let t = park(&mut w, &b, 6)?;
+        assert!(s != t);
         assert!(w.woken(s));
         assert!(!w.woken(t));
         assert_eq!(w.sleepers(), 1);
@@ -109,7 +110,7 @@ mod waiters {
     #[test]
     fn acknowledged_only_when_the_host_holds_more() -> Result {
         let (mut w, b) = (enabled(), Block::new()?);
-        let s = park(&mut w, &b, 3);
+        let s = park(&mut w, &b, 3)?;
         let mut acks = 0;
         b.host_ready(3, true);
         assert_eq!(w.ready(&b, || acks += 1), Ready::Wake(s));
@@ -155,8 +156,8 @@ mod waiters {
     #[test]
     fn wake_all_wakes_every_waiter_and_drops_the_unconsumed() -> Result {
         let (mut w, b) = (enabled(), Block::new()?);
-        let s1 = park(&mut w, &b, 1);
-        let s2 = park(&mut w, &b, 2);
+        let s1 = park(&mut w, &b, 1)?;
+        let s2 = park(&mut w, &b, 2)?;
         // A PAGE_NOT_PRESENT of the host before, not consumed yet.
         b.host_not_present(3);
         assert_eq!(
@@ -174,7 +175,7 @@ mod waiters {
         w.release(s1);
         w.release(s2);
         // The CPU still takes signals.
-        let s = park(&mut w, &b, 4);
+        let s = park(&mut w, &b, 4)?;
         assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 0));
         Ok(())
     }
@@ -184,8 +185,8 @@ mod waiters {
         // The VMM restored the vCPU without its register: what the source
         // owed will never come.
         let (mut w, b) = (enabled(), Block::new()?);
-        let s1 = park(&mut w, &b, 1);
-        let s2 = park(&mut w, &b, 2);
+        let s1 = park(&mut w, &b, 1)?;
+        let s2 = park(&mut w, &b, 2)?;
         assert_eq!(w.host_forgot(), (1 << s1) | (1 << s2));
         assert!(w.woken(s1) && w.woken(s2));
         assert!(w.enabled());
@@ -204,8 +205,8 @@ mod waiters {
     #[test]
     fn disable_wakes_every_waiter() -> Result {
         let (mut w, b) = (enabled(), Block::new()?);
-        let s1 = park(&mut w, &b, 1);
-        let s2 = park(&mut w, &b, 2);
+        let s1 = park(&mut w, &b, 1)?;
+        let s2 = park(&mut w, &b, 2)?;
         let woken = w.disable();
         assert_eq!(woken, (1 << s1) | (1 << s2));
         assert!(w.woken(s1) && w.woken(s2));
@@ -220,19 +221,17 @@ mod waiters {
         // disabling the CPU, marks the slot woken but asks for no wakeup.
         let (mut w, b) = (enabled(), Block::new()?);
         b.host_not_present(6);
-        let p = match w.not_present(&b, false) {
-            Parked::Wait(p) => p,
-            Parked::Retry | Parked::Unhandled => panic!("not parked"),
+        let Parked::Wait(p) = w.not_present(&b, false) else {
+            return Err(EINVAL);
         };
         assert_eq!(ready(&mut w, &b, 6), (Ready::Consumed, 0));
         assert!(w.woken(p));
         w.release(p);
         b.host_not_present(7);
-        let p = match w.not_present(&b, false) {
-            Parked::Wait(p) => p,
-            Parked::Retry | Parked::Unhandled => panic!("not parked"),
+        let Parked::Wait(p) = w.not_present(&b, false) else {
+            return Err(EINVAL);
         };
-        let s = park(&mut w, &b, 8);
+        let s = park(&mut w, &b, 8)?;
         assert_eq!(w.disable(), 1 << s);
         assert!(w.woken(p) && w.woken(s));
         let st = w.stats();
@@ -247,7 +246,7 @@ mod waiters {
     fn full_table_retries() -> Result {
         let (mut w, b) = (enabled(), Block::new()?);
         for token in 1..=SLOTS as u32 {
-            park(&mut w, &b, token);
+            park(&mut w, &b, token)?;
         }
         b.host_not_present(1000);
         assert_eq!(w.not_present(&b, true), Parked::Retry);
@@ -260,18 +259,18 @@ mod waiters {
     #[test]
     fn drain_fences_and_counts_what_is_owed() -> Result {
         let (mut w, b) = (enabled(), Block::new()?);
-        let s = park(&mut w, &b, 4);
+        let s = park(&mut w, &b, 4)?;
         w.drain(&b);
         // The fence stops new PAGE_NOT_PRESENT.
-        assert_ne!(b.reason(), 0);
-        assert_ne!(b.reason(), PAGE_NOT_PRESENT);
+        assert!(b.reason() != 0);
+        assert!(b.reason() != PAGE_NOT_PRESENT);
         // One PAGE_READY is owed.
         assert!(!w.drained(&b));
         assert_eq!(ready(&mut w, &b, 4), (Ready::Wake(s), 0));
         w.release(s);
         assert!(w.drained(&b));
         // The fence stays up.
-        assert_ne!(b.reason(), 0);
+        assert!(b.reason() != 0);
         Ok(())
     }
 
@@ -282,12 +281,11 @@ mod waiters {
         w.drain(&b);
         // An unconsumed signal stays.
         assert_eq!(b.reason(), PAGE_NOT_PRESENT);
-        let s = match w.not_present(&b, true) {
-            Parked::Wait(s) => s,
-            Parked::Retry | Parked::Unhandled => panic!("not parked"),
+        let Parked::Wait(s) = w.not_present(&b, true) else {
+            return Err(EINVAL);
         };
-        assert_ne!(b.reason(), 0);
-        assert_ne!(b.reason(), PAGE_NOT_PRESENT);
+        assert!(b.reason() != 0);
+        assert!(b.reason() != PAGE_NOT_PRESENT);
         assert_eq!(ready(&mut w, &b, 8), (Ready::Wake(s), 0));
         Ok(())
     }

@@ -7,6 +7,7 @@ use kernel::prelude::*;
 #[kunit_tests(kvm_arm64_apf_ctrl)]
 mod ctrl {
     use crate::ctrl::{Ctrl, Env, Fault, Refused, ADDR_MASK, EL1, ENABLE};
+    use kernel::error::{code::EINVAL, Result};
 
     /// A VM whose RAM is `[base, base + size)`.
     struct Vm {
@@ -34,29 +35,36 @@ mod ctrl {
         size: 0x10_0000,
     };
 
-    #[test]
-    fn zero_disables() {
-        assert_eq!(Ctrl::parse(0, &VM), Ok(Ctrl::DISABLED));
-        assert!(!Ctrl::DISABLED.enabled());
-        assert_eq!(Ctrl::DISABLED.value(), 0);
+    /// `val` as the register takes it on `VM`; a refusal fails the test.
+    fn parse(val: u64) -> Result<Ctrl> {
+        Ctrl::parse(val, &VM).map_err(|_| EINVAL)
     }
 
     #[test]
-    fn valid_values_read_back() {
+    fn zero_disables() -> Result {
+        assert_eq!(Ctrl::parse(0, &VM), Ok(Ctrl::DISABLED));
+        assert!(!Ctrl::DISABLED.enabled());
+        assert_eq!(Ctrl::DISABLED.value(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn valid_values_read_back() -> Result {
         for val in [
             0x8000_0000 | ENABLE,
             0x8000_0040 | ENABLE | EL1,
             0x800f_ffc0 | ENABLE,
         ] {
-            let ctrl = Ctrl::parse(val, &VM).unwrap();
+            let ctrl = parse(val)?;
             assert_eq!(ctrl.value(), val);
             assert!(ctrl.enabled());
             assert_eq!(ctrl.block(), val & ADDR_MASK);
         }
+        Ok(())
     }
 
     #[test]
-    fn reserved_bits_refused() {
+    fn reserved_bits_refused() -> Result {
         let base = 0x8000_0000 | ENABLE;
         for bit in (2..6).chain(52..64) {
             assert_eq!(Ctrl::parse(base | 1 << bit, &VM), Err(Refused::Reserved));
@@ -66,16 +74,18 @@ mod ctrl {
             Ctrl::parse(0x8000_0004 | ENABLE, &VM),
             Err(Refused::Reserved)
         );
+        Ok(())
     }
 
     #[test]
-    fn stray_bits_without_enable_refused() {
+    fn stray_bits_without_enable_refused() -> Result {
         assert_eq!(Ctrl::parse(0x8000_0000, &VM), Err(Refused::Stray));
         assert_eq!(Ctrl::parse(EL1, &VM), Err(Refused::Stray));
+        Ok(())
     }
 
     #[test]
-    fn hidden_feature_refused() {
+    fn hidden_feature_refused() -> Result {
         let vm = Vm {
             offered: false,
             ..VM
@@ -85,24 +95,27 @@ mod ctrl {
             Err(Refused::NotOffered)
         );
         assert_eq!(Ctrl::parse(0, &vm), Ok(Ctrl::DISABLED));
+        Ok(())
     }
 
     #[test]
-    fn block_outside_ram_refused() {
+    fn block_outside_ram_refused() -> Result {
         for gpa in [0, 0x7fff_ffc0, 0x8010_0000, ADDR_MASK] {
             assert_eq!(Ctrl::parse(gpa | ENABLE, &VM), Err(Refused::BadBlock));
         }
+        Ok(())
     }
 
     #[test]
-    fn el1_faults_only_when_asked() {
-        let el0 = Ctrl::parse(0x8000_0000 | ENABLE, &VM).unwrap();
+    fn el1_faults_only_when_asked() -> Result {
+        let el0 = parse(0x8000_0000 | ENABLE)?;
         assert!(el0.wants(false));
         assert!(!el0.wants(true));
-        let el1 = Ctrl::parse(0x8000_0000 | ENABLE | EL1, &VM).unwrap();
+        let el1 = parse(0x8000_0000 | ENABLE | EL1)?;
         assert!(el1.wants(false));
         assert!(el1.wants(true));
         assert!(!Ctrl::DISABLED.wants(false));
+        Ok(())
     }
 
     /// A data abort at EL0, in AArch64, with a valid FAR, interrupts
@@ -121,9 +134,9 @@ mod ctrl {
     /// Each fact alone keeps a fault from being signalled; with none, it is
     /// signalled where the guest asked, and the PPI's state is asked last.
     #[test]
-    fn each_fact_alone_keeps_a_fault_unsignalled() {
-        let el0 = Ctrl::parse(0x8000_0000 | ENABLE, &VM).unwrap();
-        let el1 = Ctrl::parse(0x8000_0000 | ENABLE | EL1, &VM).unwrap();
+    fn each_fact_alone_keeps_a_fault_unsignalled() -> Result {
+        let el0 = parse(0x8000_0000 | ENABLE)?;
+        let el1 = parse(0x8000_0000 | ENABLE | EL1)?;
         assert!(el0.signals(&signalled(), || false));
         assert!(!el0.signals(&signalled(), || true));
         assert!(!Ctrl::DISABLED.signals(&signalled(), || false));
@@ -159,6 +172,7 @@ mod ctrl {
             false
         }));
         assert!(!asked);
+        Ok(())
     }
 }
 
@@ -172,56 +186,62 @@ mod pending {
         Page { gfn, write: false }
     }
 
+    /// Starts the fetch of `page`; a refusal fails the test.
+    fn start(p: &mut Pending, page: Page) -> Result<u32> {
+        p.start(page).map_err(|_| EINVAL)
+    }
+
     /// Fills every slot with gfns 0.., returning the tokens.
-    fn fill(p: &mut Pending) -> KVec<u32> {
+    fn fill(p: &mut Pending) -> Result<KVec<u32>> {
         let mut tokens = KVec::new();
         for gfn in 0..MAX_PENDING as u64 {
-            tokens
-                .push(p.start(read(gfn)).unwrap(), GFP_KERNEL)
-                .unwrap();
+            tokens.push(start(p, read(gfn))?, GFP_KERNEL)?;
         }
-        tokens
+        Ok(tokens)
     }
 
     #[test]
-    fn tokens_are_unique_and_non_zero() {
+    fn tokens_are_unique_and_non_zero() -> Result {
         let mut p = Pending::new();
-        let tokens = fill(&mut p);
+        let tokens = fill(&mut p)?;
         for (i, t) in tokens.iter().enumerate() {
-            assert_ne!(*t, 0);
+            assert!(*t != 0);
             assert!(!tokens[i + 1..].contains(t));
         }
+        Ok(())
     }
 
     #[test]
-    fn limit_then_slot_reused() {
+    fn limit_then_slot_reused() -> Result {
         let mut p = Pending::new();
-        let tokens = fill(&mut p);
+        let tokens = fill(&mut p)?;
         assert_eq!(p.start(read(1000)), Err(Full::Limit));
 
         assert!(p.complete(tokens[3]));
         assert_eq!(p.start(read(1000)), Err(Full::Limit));
         assert!(p.delivered(tokens[3]));
-        let t = p.start(read(1000)).unwrap();
+        let t = start(&mut p, read(1000))?;
         assert!(!tokens.iter().any(|old| *old == t && *old != tokens[3]));
+        Ok(())
     }
 
     #[test]
-    fn duplicate_page_not_queued_twice() {
+    fn duplicate_page_not_queued_twice() -> Result {
         let mut p = Pending::new();
-        let t = p.start(read(42)).unwrap();
+        let t = start(&mut p, read(42))?;
         assert_eq!(p.start(read(42)), Err(Full::Duplicate));
         assert!(p.complete(t));
         assert!(p.delivered(t));
         assert!(p.start(read(42)).is_ok());
+        Ok(())
     }
 
     #[test]
-    fn ready_in_completion_order() {
+    fn ready_in_completion_order() -> Result {
         let mut p = Pending::new();
-        let a = p.start(read(1)).unwrap();
-        let b = p.start(read(2)).unwrap();
-        let c = p.start(read(3)).unwrap();
+        let a = start(&mut p, read(1))?;
+        let b = start(&mut p, read(2))?;
+        let c = start(&mut p, read(3))?;
         assert_eq!(p.next_ready(), None);
         assert!(p.complete(c));
         assert!(p.complete(a));
@@ -232,26 +252,28 @@ mod pending {
         assert_eq!(p.next_ready(), None);
         assert!(p.complete(b));
         assert_eq!(p.next_ready(), Some((b, read(2))));
+        Ok(())
     }
 
     #[test]
-    fn ready_page_is_the_one_that_faulted() {
+    fn ready_page_is_the_one_that_faulted() -> Result {
         let mut p = Pending::new();
         let written = Page {
             gfn: 0x12345,
             write: true,
         };
-        let t = p.start(written).unwrap();
+        let t = start(&mut p, written)?;
         // The same frame read is the same page for the duplicate check.
         assert_eq!(p.start(read(0x12345)), Err(Full::Duplicate));
         assert!(p.complete(t));
         assert_eq!(p.next_ready(), Some((t, written)));
+        Ok(())
     }
 
     #[test]
-    fn each_token_completes_and_is_delivered_once() {
+    fn each_token_completes_and_is_delivered_once() -> Result {
         let mut p = Pending::new();
-        let t = p.start(read(7)).unwrap();
+        let t = start(&mut p, read(7))?;
         assert!(!p.delivered(t));
         assert!(p.complete(t));
         assert!(!p.complete(t));
@@ -259,21 +281,23 @@ mod pending {
         assert!(!p.delivered(t));
         assert!(!p.complete(0));
         assert!(!p.delivered(0));
+        Ok(())
     }
 
     #[test]
-    fn cancel_frees_the_slot() {
+    fn cancel_frees_the_slot() -> Result {
         let mut p = Pending::new();
-        let tokens = fill(&mut p);
+        let tokens = fill(&mut p)?;
         p.cancel(tokens[0]);
         assert!(!p.complete(tokens[0]));
         assert!(p.start(read(1000)).is_ok());
+        Ok(())
     }
 
     #[test]
-    fn clear_orphans_fetches_in_flight() {
+    fn clear_orphans_fetches_in_flight() -> Result {
         let mut p = Pending::new();
-        let tokens = fill(&mut p);
+        let tokens = fill(&mut p)?;
         assert!(p.complete(tokens[0]));
         p.clear();
         assert_eq!(p.next_ready(), None);
@@ -287,12 +311,13 @@ mod pending {
         assert!(!p.complete(tokens[1]));
         assert_eq!(p.next_ready(), None);
         assert!(p.start(read(1002)).is_ok());
+        Ok(())
     }
 
     #[test]
-    fn wrap_skips_zero_and_tokens_in_use() {
+    fn wrap_skips_zero_and_tokens_in_use() -> Result {
         let mut p = Pending::new();
-        let first = p.start(read(0)).unwrap();
+        let first = start(&mut p, read(0))?;
         assert_eq!(first, 1);
         p.skip_tokens_to(u32::MAX - 2);
         assert_eq!(p.start(read(1)), Ok(u32::MAX - 1));
@@ -300,14 +325,15 @@ mod pending {
         // in flight.
         assert_eq!(WAKE_ALL, u32::MAX);
         assert_eq!(p.start(read(2)), Ok(2));
+        Ok(())
     }
 
     /// What the engine reads to tell the guest that another PAGE_READY
     /// waits behind the one it delivers.
     #[test]
-    fn ready_counts_pages_not_yet_signalled() {
+    fn ready_counts_pages_not_yet_signalled() -> Result {
         let mut p = Pending::new();
-        let tokens = fill(&mut p);
+        let tokens = fill(&mut p)?;
         assert_eq!(p.ready(), 0);
         assert!(p.complete(tokens[2]));
         assert!(p.complete(tokens[0]));
@@ -316,6 +342,7 @@ mod pending {
         assert_eq!(p.ready(), 1);
         p.clear();
         assert_eq!(p.ready(), 0);
+        Ok(())
     }
 }
 
@@ -334,7 +361,7 @@ mod engine {
     use crate::{
         ctrl::{Env, Fault, ENABLE},
         engine::{FetchReq, Kick, Outcome, VcpuApf, VcpuEnv},
-        pending::WAKE_ALL,
+        pending::{MAX_PENDING, WAKE_ALL},
     };
 
     /// The control block's IPA.
@@ -345,7 +372,13 @@ mod engine {
     const MORE: u64 = BLOCK + offset_of!(Block, more_ready) as u64;
     const NOT_PRESENT: u32 = bindings::KVM_ARM_APF_PAGE_NOT_PRESENT;
     /// More fetches than any test starts.
-    const FETCHES: usize = 8;
+    const FETCHES: usize = MAX_PENDING + 1;
+    const PAGE: u64 = bindings::PAGE_SIZE as u64;
+
+    /// The IPA of guest page `n`, which faults: not the block's.
+    const fn page(n: u64) -> u64 {
+        0x4000_0000 + n * PAGE
+    }
 
     /// Counts the times a fetch asked the vCPU to deliver.
     #[derive(Default)]
@@ -534,7 +567,7 @@ mod engine {
         assert_eq!(apf.set_ctrl(&g, BLOCK | ENABLE), Ok(()));
         assert_eq!(g.requests.get(), 1);
         // No fault is signalled before the guest had its wake-all.
-        assert_eq!(g.queue(0x4000_0000), Outcome::Busy);
+        assert_eq!(g.queue(page(0)), Outcome::Busy);
         assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
         assert_eq!(g.word(READY), WAKE_ALL);
         assert_eq!(g.irqs.get(), 1);
@@ -549,7 +582,7 @@ mod engine {
     #[test]
     fn fault_is_fetched_mapped_and_signalled_ready() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let ipa = 0x4000_1234;
+        let ipa = page(1) + 0x234;
         let Outcome::Queued(token) = apf.as_arc_borrow().queue(&g, ipa, 0xabc000, true, 3) else {
             return Err(EINVAL);
         };
@@ -574,7 +607,7 @@ mod engine {
         assert_eq!(g.word(MORE), 0);
         assert_eq!(g.irqs.get(), irqs + 1);
         // The page is mapped before the guest retries, for the same access.
-        assert_eq!(&g.mapped.borrow()[..], &[(0x4000_1000, true)]);
+        assert_eq!(&g.mapped.borrow()[..], &[(page(1), true)]);
         assert_eq!(g.take_ready(&apf), token);
         assert_eq!(apf.deliver_ready(&g), 0);
         Ok(())
@@ -584,13 +617,13 @@ mod engine {
     fn not_present_waits_for_the_guest_to_consume_the_last() -> Result {
         let (g, _) = Guest::enabled()?;
         let q = |ipa| g.queue(ipa);
-        assert!(matches!(q(0x4000_0000), Outcome::Queued(_)));
-        assert_eq!(q(0x4000_1000), Outcome::Busy);
+        assert!(matches!(q(page(0)), Outcome::Queued(_)));
+        assert_eq!(q(page(1)), Outcome::Busy);
         g.set_word(REASON, 0);
-        assert!(matches!(q(0x4000_1000), Outcome::Queued(_)));
+        assert!(matches!(q(page(1)), Outcome::Queued(_)));
         g.set_word(REASON, 0);
         // The same page again is not fetched twice.
-        assert_eq!(q(0x4000_1000), Outcome::Duplicate);
+        assert_eq!(q(page(1)), Outcome::Duplicate);
         assert_eq!(g.fetches.borrow().len(), 2);
         Ok(())
     }
@@ -598,8 +631,8 @@ mod engine {
     #[test]
     fn ready_behind_an_unconsumed_ready_is_announced_by_more() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
-        let b = g.fault(0x4000_1000)?;
+        let a = g.fault(page(0))?;
+        let b = g.fault(page(1))?;
         apf.fetched(a);
         apf.fetched(b);
         assert_eq!(apf.deliver_ready(&g), a);
@@ -622,8 +655,8 @@ mod engine {
     #[test]
     fn fetch_done_during_a_delivery_is_not_lost() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
-        let b = g.fault(0x4000_1000)?;
+        let a = g.fault(page(0))?;
+        let b = g.fault(page(1))?;
         apf.fetched(a);
         let kicks = Guest::kicks(&apf);
         g.race.set(Some(Race::Fetched(b)));
@@ -642,12 +675,12 @@ mod engine {
     #[test]
     fn lost_block_owes_a_wake_all() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
+        let a = g.fault(page(0))?;
         apf.fetched(a);
         g.present.set(false);
         assert_eq!(apf.deliver_ready(&g), 0);
         // While the block is gone, no fault is signalled.
-        assert_eq!(g.queue(0x4000_1000), Outcome::Busy);
+        assert_eq!(g.queue(page(1)), Outcome::Busy);
         g.present.set(true);
         let kicks = Guest::kicks(&apf);
         apf.memslots_changed(BLOCK | ENABLE, true);
@@ -661,19 +694,25 @@ mod engine {
 
     /// The block goes between the check that the guest consumed the last
     /// PAGE_NOT_PRESENT and the write of the next: the fault is resolved
-    /// synchronously, its token freed, and a wake-all owed.
+    /// synchronously, its slot freed (the wake-all that is owed forgets
+    /// slots, but keeps those of fetches in flight, and there is none), and
+    /// a wake-all owed.
     #[test]
     fn block_gone_while_not_present_is_written() -> Result {
         let (g, apf) = Guest::enabled()?;
         g.race.set(Some(Race::BlockGone));
-        assert_eq!(g.queue(0x4000_0000), Outcome::Error);
+        assert_eq!(g.queue(page(0)), Outcome::Error);
         assert!(g.fetches.borrow().is_empty());
         g.present.set(true);
         apf.memslots_changed(BLOCK | ENABLE, true);
         assert_eq!(apf.deliver_ready(&g), WAKE_ALL);
         g.take_ready(&apf);
-        // The page's token was given back: it can fault again.
-        g.fault(0x4000_0000)?;
+        // Every slot is free: as many pages as the limit fault, the one
+        // that could not be signalled among them, and then no more.
+        for n in 0..MAX_PENDING as u64 {
+            g.fault(page(n))?;
+        }
+        assert_eq!(g.queue(page(MAX_PENDING as u64)), Outcome::Limit);
         Ok(())
     }
 
@@ -681,7 +720,7 @@ mod engine {
     #[test]
     fn wake_all_owed_during_its_delivery_stays_owed() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
+        let a = g.fault(page(0))?;
         apf.fetched(a);
         g.present.set(false);
         assert_eq!(apf.deliver_ready(&g), 0);
@@ -699,7 +738,7 @@ mod engine {
     #[test]
     fn signal_without_its_interrupt_stays_owed() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
+        let a = g.fault(page(0))?;
         apf.fetched(a);
         g.irq_fails.set(true);
         assert_eq!(apf.deliver_ready(&g), 0);
@@ -713,11 +752,11 @@ mod engine {
     fn allocation_failure_signals_nothing() -> Result {
         let (g, _) = Guest::enabled()?;
         g.alloc_fails.set(true);
-        assert_eq!(g.queue(0x4000_0000), Outcome::Error);
+        assert_eq!(g.queue(page(0)), Outcome::Error);
         assert_eq!(g.word(REASON), 0);
         g.alloc_fails.set(false);
         // The page's token was given back.
-        g.fault(0x4000_0000)?;
+        g.fault(page(0))?;
         Ok(())
     }
 
@@ -726,13 +765,13 @@ mod engine {
     #[test]
     fn disable_and_detach_forget_fetches_in_flight() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
+        let a = g.fault(page(0))?;
         assert_eq!(apf.set_ctrl(&g, 0), Ok(()));
         apf.fetched(a);
         assert_eq!(apf.deliver_ready(&g), 0);
 
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
+        let a = g.fault(page(0))?;
         let kicks = Guest::kicks(&apf);
         apf.detach();
         apf.fetched(a);
@@ -747,13 +786,13 @@ mod engine {
     #[test]
     fn restore_of_the_same_value_keeps_pending_pages() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(0x4000_0000)?;
+        let a = g.fault(page(0))?;
         apf.fetched(a);
         assert_eq!(apf.restore_ctrl(&g, BLOCK | ENABLE), Ok(()));
         assert_eq!(apf.deliver_ready(&g), a);
         g.take_ready(&apf);
 
-        let b = g.fault(0x4000_1000)?;
+        let b = g.fault(page(1))?;
         apf.fetched(b);
         assert_eq!(
             apf.restore_ctrl(&g, BLOCK | ENABLE | crate::ctrl::EL1),
