@@ -478,6 +478,14 @@ mod engine {
             Ok(token)
         }
 
+        /// The page at `ipa` faults and its fetch finishes: its PAGE_READY
+        /// is owed.  Returns its token.
+        fn ready_page(&self, ipa: u64) -> Result<u32> {
+            let token = self.fault(ipa)?;
+            self.apf.fetched(token);
+            Ok(token)
+        }
+
         /// The page at `ipa` faults on a read.
         fn queue(&self, ipa: u64) -> Outcome {
             self.apf.as_arc_borrow().queue(self, ipa, 0x1000, false, 0)
@@ -675,8 +683,7 @@ mod engine {
     #[test]
     fn lost_block_owes_a_wake_all() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(page(0))?;
-        apf.fetched(a);
+        g.ready_page(page(0))?;
         g.present.set(false);
         assert_eq!(apf.deliver_ready(&g), 0);
         // While the block is gone, no fault is signalled.
@@ -720,8 +727,7 @@ mod engine {
     #[test]
     fn wake_all_owed_during_its_delivery_stays_owed() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(page(0))?;
-        apf.fetched(a);
+        g.ready_page(page(0))?;
         g.present.set(false);
         assert_eq!(apf.deliver_ready(&g), 0);
         g.present.set(true);
@@ -738,8 +744,7 @@ mod engine {
     #[test]
     fn signal_without_its_interrupt_stays_owed() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(page(0))?;
-        apf.fetched(a);
+        let a = g.ready_page(page(0))?;
         g.irq_fails.set(true);
         assert_eq!(apf.deliver_ready(&g), 0);
         assert_eq!(g.word(READY), 0);
@@ -786,14 +791,12 @@ mod engine {
     #[test]
     fn restore_of_the_same_value_keeps_pending_pages() -> Result {
         let (g, apf) = Guest::enabled()?;
-        let a = g.fault(page(0))?;
-        apf.fetched(a);
+        let a = g.ready_page(page(0))?;
         assert_eq!(apf.restore_ctrl(&g, BLOCK | ENABLE), Ok(()));
         assert_eq!(apf.deliver_ready(&g), a);
         g.take_ready(&apf);
 
-        let b = g.fault(page(1))?;
-        apf.fetched(b);
+        g.ready_page(page(1))?;
         assert_eq!(
             apf.restore_ctrl(&g, BLOCK | ENABLE | crate::ctrl::EL1),
             Ok(())
