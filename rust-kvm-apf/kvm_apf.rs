@@ -25,3 +25,8 @@ mod vcpu;
 
 #[cfg(CONFIG_KVM_ARM64_ASYNC_PF_KUNIT_TEST)]
 mod tests;
+
+/// The prefix of the messages the KUnit tests print; `module!` would
+/// define it, but this crate is part of KVM, not a module.
+#[cfg(CONFIG_KVM_ARM64_ASYNC_PF_KUNIT_TEST)]
+const __LOG_PREFIX: &[u8] = b"kvm_apf\0";

@@ -17,14 +17,23 @@ mod waiters {
         w
     }
 
+    /// The slot of a context that `parked` says waits; one that does not
+    /// fails the test, saying what became of it.
+    fn slot(parked: Parked) -> Result<usize> {
+        match parked {
+            Parked::Wait(slot) => Ok(slot),
+            other => {
+                pr_err!("unexpected: PAGE_NOT_PRESENT came to {other:?}\n");
+                Err(EINVAL)
+            }
+        }
+    }
+
     /// Parks a context that sleeps on `token`, as the abort handler does;
     /// one that is not parked fails the test.
     fn park(w: &mut Waiters, b: &Block, token: u32) -> Result<usize> {
         b.host_not_present(token);
-        match w.not_present(b, true) {
-            Parked::Wait(slot) => Ok(slot),
-            Parked::Retry | Parked::Unhandled => Err(EINVAL),
-        }
+        slot(w.not_present(b, true))
     }
 
     /// Signals PAGE_READY with `token`, with nothing queued behind it;
@@ -221,16 +230,12 @@ mod waiters {
         // disabling the CPU, marks the slot woken but asks for no wakeup.
         let (mut w, b) = (enabled(), Block::new()?);
         b.host_not_present(6);
-        let Parked::Wait(p) = w.not_present(&b, false) else {
-            return Err(EINVAL);
-        };
+        let p = slot(w.not_present(&b, false))?;
         assert_eq!(ready(&mut w, &b, 6), (Ready::Consumed, 0));
         assert!(w.woken(p));
         w.release(p);
         b.host_not_present(7);
-        let Parked::Wait(p) = w.not_present(&b, false) else {
-            return Err(EINVAL);
-        };
+        let p = slot(w.not_present(&b, false))?;
         let s = park(&mut w, &b, 8)?;
         assert_eq!(w.disable(), 1 << s);
         assert!(w.woken(p) && w.woken(s));
@@ -281,9 +286,7 @@ mod waiters {
         w.drain(&b);
         // An unconsumed signal stays.
         assert_eq!(b.reason(), PAGE_NOT_PRESENT);
-        let Parked::Wait(s) = w.not_present(&b, true) else {
-            return Err(EINVAL);
-        };
+        let s = slot(w.not_present(&b, true))?;
         assert!(b.reason() != 0);
         assert!(b.reason() != PAGE_NOT_PRESENT);
         assert_eq!(ready(&mut w, &b, 8), (Ready::Wake(s), 0));

@@ -2,12 +2,21 @@
 
 //! KUnit tests of the engine's logic that needs no VM.
 
-use kernel::prelude::*;
+use kernel::{fmt, prelude::*};
+
+/// What a case returns when a step it builds on comes out otherwise than
+/// it expects: the case fails, and the log says how, which the returned
+/// error alone would not.
+fn unexpected(what: fmt::Arguments<'_>) -> Error {
+    pr_err!("unexpected: {what}\n");
+    EINVAL
+}
 
 #[kunit_tests(kvm_arm64_apf_ctrl)]
 mod ctrl {
+    use super::unexpected;
     use crate::ctrl::{Ctrl, Env, Fault, Refused, ADDR_MASK, EL1, ENABLE};
-    use kernel::error::{code::EINVAL, Result};
+    use kernel::error::Result;
 
     /// A VM whose RAM is `[base, base + size)`.
     struct Vm {
@@ -37,7 +46,7 @@ mod ctrl {
 
     /// `val` as the register takes it on `VM`; a refusal fails the test.
     fn parse(val: u64) -> Result<Ctrl> {
-        Ctrl::parse(val, &VM).map_err(|_| EINVAL)
+        Ctrl::parse(val, &VM).map_err(|e| unexpected(format_args!("{val:#x} refused: {e:?}")))
     }
 
     #[test]
@@ -178,6 +187,7 @@ mod ctrl {
 
 #[kunit_tests(kvm_arm64_apf_pending)]
 mod pending {
+    use super::unexpected;
     use crate::pending::{Full, Page, Pending, MAX_PENDING, WAKE_ALL};
     use kernel::prelude::*;
 
@@ -188,7 +198,8 @@ mod pending {
 
     /// Starts the fetch of `page`; a refusal fails the test.
     fn start(p: &mut Pending, page: Page) -> Result<u32> {
-        p.start(page).map_err(|_| EINVAL)
+        p.start(page)
+            .map_err(|e| unexpected(format_args!("{page:?} refused: {e:?}")))
     }
 
     /// Fills every slot with gfns 0.., returning the tokens.
@@ -358,6 +369,7 @@ mod engine {
     };
     use kernel::{bindings, bindings::kvm_arm_apf_block as Block, prelude::*, sync::Arc};
 
+    use super::unexpected;
     use crate::{
         ctrl::{Env, Fault, ENABLE},
         engine::{FetchReq, Kick, Outcome, VcpuApf, VcpuEnv},
@@ -378,6 +390,17 @@ mod engine {
     /// The IPA of guest page `n`, which faults: not the block's.
     const fn page(n: u64) -> u64 {
         0x4000_0000 + n * PAGE
+    }
+
+    /// The token of the fault at `ipa` that came to `outcome`, which must
+    /// be `Queued`.
+    fn queued(ipa: u64, outcome: Outcome) -> Result<u32> {
+        match outcome {
+            Outcome::Queued(token) => Ok(token),
+            other => Err(unexpected(format_args!(
+                "a fault at {ipa:#x} came to {other:?}"
+            ))),
+        }
     }
 
     /// Counts the times a fetch asked the vCPU to deliver.
@@ -442,9 +465,19 @@ mod engine {
         /// enable is owed.
         fn enabled() -> Result<(Guest, Arc<Apf>)> {
             let (g, apf) = Guest::new()?;
-            apf.set_ctrl(&g, BLOCK | ENABLE).map_err(|_| EINVAL)?;
-            if apf.deliver_ready(&g) != WAKE_ALL || g.take_ready(&apf) != WAKE_ALL {
-                return Err(EINVAL);
+            apf.set_ctrl(&g, BLOCK | ENABLE)
+                .map_err(|e| unexpected(format_args!("enabling refused: {e:?}")))?;
+            let delivered = apf.deliver_ready(&g);
+            if delivered != WAKE_ALL {
+                return Err(unexpected(format_args!(
+                    "the enable's wake-all delivered {delivered:#x}"
+                )));
+            }
+            let read = g.take_ready(&apf);
+            if read != WAKE_ALL {
+                return Err(unexpected(format_args!(
+                    "the guest read {read:#x} for the enable's wake-all"
+                )));
             }
             Ok((g, apf))
         }
@@ -468,11 +501,12 @@ mod engine {
         /// The page at `ipa` faults and is signalled; the guest consumes
         /// the signal.  Returns its token.
         fn fault(&self, ipa: u64) -> Result<u32> {
-            let Outcome::Queued(token) = self.queue(ipa) else {
-                return Err(EINVAL);
-            };
-            if self.word(REASON) != NOT_PRESENT || self.word(TOKEN) != token {
-                return Err(EINVAL);
+            let token = queued(ipa, self.queue(ipa))?;
+            let (reason, read) = (self.word(REASON), self.word(TOKEN));
+            if reason != NOT_PRESENT || read != token {
+                return Err(unexpected(format_args!(
+                    "a fault at {ipa:#x}, token {token}, left reason {reason}, token {read}"
+                )));
             }
             self.set_word(REASON, 0);
             Ok(token)
@@ -591,9 +625,7 @@ mod engine {
     fn fault_is_fetched_mapped_and_signalled_ready() -> Result {
         let (g, apf) = Guest::enabled()?;
         let ipa = page(1) + 0x234;
-        let Outcome::Queued(token) = apf.as_arc_borrow().queue(&g, ipa, 0xabc000, true, 3) else {
-            return Err(EINVAL);
-        };
+        let token = queued(ipa, apf.as_arc_borrow().queue(&g, ipa, 0xabc000, true, 3))?;
         assert_eq!(g.word(REASON), NOT_PRESENT);
         assert_eq!(g.word(TOKEN), token);
         {
