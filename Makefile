@@ -61,6 +61,7 @@ help:
 	@echo 'make check-series fail if patches/ does not give the tree in linux/'
 	@echo 'make check-bisect build the Image at every patch of the series'
 	@echo 'make linux-reset  drop unexported work in linux/, re-apply patches/'
+	@echo 'make config       write the kernel .config in $$(BUILD)/linux from $$(KCONFIG)'
 	@echo 'make kernel       build the arm64 Image (L1 and L2) in $$(BUILD)'
 	@echo 'make selftests    build the arm64 KVM selftests, static'
 	@echo 'make rootfs       build the L1 and L2 initramfs'
@@ -106,8 +107,8 @@ test: deps
 	@scripts/harness/run-tests.sh $(TESTS)
 
 # The same tests on a kernel built with scripts/build/debug.config too (L1 and
-# L2 both run it), in its own build folder.  The checkers slow everything
-# down, about tenfold in L2: time limits are scaled, and the guests under
+# L2 both run it), in its own build folder.  The checkers slow L2 down about
+# twentyfold: time limits and waits are scaled by 10, and the guests under
 # memory pressure sweep 96 MiB against a 64 MiB limit instead of 192/128.
 test-debug:
 	@+$(MAKE) --no-print-directory test BUILD=$(BUILD)-debug \
